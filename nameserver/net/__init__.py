@@ -1,0 +1,1 @@
+"""The network shell: sockets, ancillary data and framing. Nothing here knows DNS."""

@@ -1,0 +1,123 @@
+"""Query bytes in, response bytes out: the whole DNS behaviour of the server, with no sockets.
+
+The network layer hands every datagram or TCP message to :meth:`Responder.answer` and sends
+back whatever it returns; ``None`` means "send nothing" (a response, or less than a header).
+Everything the RFCs say about headers, EDNS and truncation lives here, so it is tested with
+plain bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from nameserver.lookup import Result, ZoneIndex, lookup
+from nameserver.zones import ZoneSet
+
+_HEADER = struct.Struct("!HHHHHH")
+# The most we send over UDP and what we advertise: the DNS flag day 2020 value, which avoids
+# IP fragmentation on every common path (Knot, NSD, BIND and PowerDNS default to it too).
+UDP_PAYLOAD = 1232
+# RFC 1035 §4.2.1: without EDNS a UDP message is at most 512 bytes; RFC 6891 §6.2.5: smaller
+# EDNS sizes are treated as 512.
+CLASSIC_UDP_LIMIT = 512
+TCP_LIMIT = 65535
+_TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+
+
+class Transport(enum.Enum):
+    UDP = "udp"
+    TCP = "tcp"
+
+
+class Responder:
+    """Answers queries from one generation of zone data."""
+
+    def __init__(self, zones: ZoneSet, udp_payload: int = UDP_PAYLOAD) -> None:
+        self.zones = zones
+        self.udp_payload = udp_payload
+        self._indexes = {hosted.origin: ZoneIndex(hosted.zone) for hosted in zones}
+
+    def answer(self, wire: bytes, transport: Transport) -> bytes | None:
+        """The response to ``wire``, or ``None`` when nothing must be sent back."""
+        if len(wire) < _HEADER.size:
+            return None
+        query_id, flags = _HEADER.unpack_from(wire)[:2]
+        if flags & dns.flags.QR:
+            return None
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.message.UnknownTSIGKey:
+            return _header_only(query_id, flags, dns.rcode.NOTAUTH)
+        except Exception:
+            # Whatever dnspython cannot parse is a format error to the client (RFC 1035 §4.1.1).
+            return _header_only(query_id, flags, dns.rcode.FORMERR)
+        response = dns.message.make_response(query, our_payload=self.udp_payload)
+        result = self._resolve(query)
+        response.set_rcode(result.rcode)
+        if result.authoritative and result.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            response.flags |= dns.flags.AA
+        response.answer = result.answer
+        response.authority = result.authority
+        response.additional = result.additional
+        return _render(response, result.required_additional, self._limit(query, transport))
+
+    def _resolve(self, query: dns.message.Message) -> Result:
+        """Every header and question check, then the lookup; errors become an rcode."""
+        if query.opcode() != dns.opcode.QUERY:
+            return Result(rcode=dns.rcode.NOTIMP, authoritative=False)
+        if query.edns > 0:
+            return Result(rcode=dns.rcode.BADVERS, authoritative=False)
+        if len(query.question) != 1:
+            return Result(rcode=dns.rcode.FORMERR, authoritative=False)
+        question = query.question[0]
+        if question.rdclass != dns.rdataclass.IN or question.rdtype in _TRANSFER_TYPES:
+            return Result(rcode=dns.rcode.REFUSED, authoritative=False)
+        hosted = self.zones.find(question.name)
+        if hosted is None:
+            return Result(rcode=dns.rcode.REFUSED, authoritative=False)
+        return lookup(self._indexes[hosted.origin], question.name, question.rdtype)
+
+    def _limit(self, query: dns.message.Message, transport: Transport) -> int:
+        if transport is Transport.TCP:
+            return TCP_LIMIT
+        if query.edns < 0:
+            return CLASSIC_UDP_LIMIT
+        return min(max(query.payload, CLASSIC_UDP_LIMIT), self.udp_payload)
+
+
+def _render(response: dns.message.Message, required_additional: int, limit: int) -> bytes:
+    """The response in at most ``limit`` bytes, never with a partial RRset.
+
+    Optional additional data goes first; when what remains still does not fit, the client
+    gets TC=1 with the question alone and retries over TCP (RFC 2181 §9, RFC 9471).
+    """
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        pass
+    if len(response.additional) > required_additional:
+        del response.additional[required_additional:]
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            pass
+    response.answer = []
+    response.authority = []
+    response.additional = []
+    response.flags |= dns.flags.TC
+    return response.to_wire(max_size=limit)
+
+
+def _header_only(query_id: int, query_flags: int, rcode: int) -> bytes:
+    """A response to a query too broken to echo: its ID, opcode and RD, and an rcode."""
+    kept = query_flags & (dns.flags.RD | 0x7800)  # 0x7800: the opcode bits
+    return _HEADER.pack(query_id, dns.flags.QR | kept | rcode, 0, 0, 0, 0)

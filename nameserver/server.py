@@ -1,0 +1,171 @@
+"""One serving process: a selector over the listening sockets and the open TCP connections.
+
+Every socket is non-blocking and every handler returns quickly, so one stalled TCP client or a
+flood on one address never delays the others. SIGTERM and SIGINT stop the loop after the event
+in hand; the wakeup file descriptor makes the stop immediate instead of at the next timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from nameserver.net import pktinfo
+from nameserver.net.listeners import Endpoint
+from nameserver.net.tcp import Handler, TcpConnection
+from nameserver.net.udp import UdpEndpoint
+from nameserver.responder import Responder, Transport
+
+log = logging.getLogger(__name__)
+
+# RFC 7766 §6.2.3 leaves the idle timeout to the server; Knot's default is 10 s.
+TCP_IDLE_TIMEOUT = 10.0
+# Beyond this, new TCP connections are closed at once: an old one must finish first.
+MAX_TCP_CONNECTIONS = 1000
+# How often idle TCP connections are looked for when nothing else happens.
+_TICK = 1.0
+
+Dispatch = Callable[[int, float], None]
+
+
+class Server:
+    """Serves ``endpoints`` with ``responder`` until :meth:`stop` or SIGTERM/SIGINT."""
+
+    def __init__(
+        self, endpoints: list[Endpoint], responder: Responder, layout: pktinfo.Layout
+    ) -> None:
+        self.responder = responder
+        self.drops: Counter[str] = Counter()
+        self.connections: dict[socket.socket, TcpConnection] = {}
+        self._selector = selectors.DefaultSelector()
+        self._running = False
+        self._wakeup_read, self._wakeup_write = socket.socketpair()
+        for sock in (self._wakeup_read, self._wakeup_write):
+            sock.setblocking(False)
+        self._selector.register(self._wakeup_read, selectors.EVENT_READ, self._drain_wakeup)
+        udp_handler = self._guarded(Transport.UDP)
+        for endpoint in endpoints:
+            if endpoint.sock.type == socket.SOCK_DGRAM:
+                udp = UdpEndpoint(endpoint.sock, udp_handler, layout, self.drops)
+                dispatch: Dispatch = _ignore_arguments(udp.on_readable)
+            else:
+                dispatch = self._acceptor(endpoint.sock)
+            self._selector.register(endpoint.sock, selectors.EVENT_READ, dispatch)
+
+    def run(self) -> None:
+        """Serve until stopped; signal handlers are ours for that long."""
+        self._running = True
+        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in _STOP_SIGNALS}
+        previous_wakeup = signal.set_wakeup_fd(self._wakeup_write.fileno())
+        try:
+            while self._running:
+                for key, mask in self._selector.select(timeout=_TICK):
+                    key.data(mask, time.monotonic())
+                self._close_idle(time.monotonic())
+        finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop(self) -> None:
+        self._running = False
+
+    def close(self) -> None:
+        """Close every connection and the loop's own sockets; listeners belong to the caller."""
+        for connection in list(self.connections.values()):
+            self._forget(connection)
+        self._selector.close()
+        self._wakeup_read.close()
+        self._wakeup_write.close()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        self.stop()
+
+    def _drain_wakeup(self, _mask: int, _now: float) -> None:
+        try:
+            while self._wakeup_read.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _guarded(self, transport: Transport) -> Handler:
+        """The responder for one transport, with bugs contained to the query that found them."""
+
+        def handle(wire: bytes) -> bytes | None:
+            try:
+                return self.responder.answer(wire, transport)
+            except Exception:
+                log.exception("internal error answering a %s query", transport.value)
+                self.drops["internal_error"] += 1
+                return None
+
+        return handle
+
+    def _acceptor(self, listener: socket.socket) -> Dispatch:
+        handler = self._guarded(Transport.TCP)
+
+        def accept(_mask: int, now: float) -> None:
+            try:
+                sock, _peer = listener.accept()
+            except OSError:
+                return
+            if len(self.connections) >= MAX_TCP_CONNECTIONS:
+                self.drops["tcp_connection_limit"] += 1
+                sock.close()
+                return
+            connection = TcpConnection(sock, handler, now)
+            self.connections[sock] = connection
+            self._selector.register(sock, selectors.EVENT_READ, self._connection_events(connection))
+
+        return accept
+
+    def _connection_events(self, connection: TcpConnection) -> Dispatch:
+        def on_event(mask: int, now: float) -> None:
+            if mask & selectors.EVENT_READ:
+                connection.on_readable(now)
+            if mask & selectors.EVENT_WRITE and not connection.closed:
+                connection.on_writable(now)
+            self._update(connection)
+
+        return on_event
+
+    def _update(self, connection: TcpConnection) -> None:
+        """Register interest in what the connection waits for next, or forget it."""
+        if connection.closed:
+            self._forget(connection)
+            return
+        events = (selectors.EVENT_READ if connection.wants_read else 0) | (
+            selectors.EVENT_WRITE if connection.wants_write else 0
+        )
+        if events:
+            key = self._selector.get_key(connection.sock)
+            if key.events != events:
+                self._selector.modify(connection.sock, events, key.data)
+        else:
+            self._forget(connection)
+
+    def _forget(self, connection: TcpConnection) -> None:
+        if self.connections.pop(connection.sock, None) is not None:
+            self._selector.unregister(connection.sock)
+        connection.close()
+
+    def _close_idle(self, now: float) -> None:
+        for connection in list(self.connections.values()):
+            if connection.idle_since(now) > TCP_IDLE_TIMEOUT:
+                self._forget(connection)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ignore_arguments(callback: Callable[[], None]) -> Dispatch:
+    def dispatch(_mask: int, _now: float) -> None:
+        callback()
+
+    return dispatch

@@ -1,0 +1,88 @@
+"""RFC 7766 framing, pure, and one connection driven over a socketpair."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from nameserver.net.tcp import Framer, FramingError, TcpConnection, frame
+
+
+class TestFramer:
+    def test_whole_messages(self) -> None:
+        assert Framer().feed(frame(b"one") + frame(b"two")) == [b"one", b"two"]
+
+    def test_a_message_split_over_many_segments(self) -> None:
+        framer = Framer()
+        stream = frame(b"x" * 300) + frame(b"tail")
+        pieces = [stream[i : i + 7] for i in range(0, len(stream), 7)]
+        received = [message for piece in pieces for message in framer.feed(piece)]
+        assert received == [b"x" * 300, b"tail"]
+
+    def test_a_length_alone_waits(self) -> None:
+        framer = Framer()
+        assert framer.feed(b"\x00\x20") == []
+        assert framer.feed(b"a" * 0x20) == [b"a" * 0x20]
+
+    def test_zero_length_is_an_error(self) -> None:
+        with pytest.raises(FramingError):
+            Framer().feed(frame(b"ok") + b"\x00\x00")
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = socket.socketpair()
+    client.settimeout(1.0)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def upper(message: bytes) -> bytes | None:
+    return None if message == b"quiet" else message.upper()
+
+
+def test_pipelined_queries_are_answered_in_order(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    connection = TcpConnection(server, upper, now=0.0)
+    client.sendall(frame(b"first") + frame(b"quiet") + frame(b"second"))
+    connection.on_readable(now=1.0)
+    assert client.recv(100) == frame(b"FIRST") + frame(b"SECOND")
+    assert connection.last_activity == 1.0
+    assert not connection.closed
+
+
+def test_peer_close_closes_after_the_replies(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    connection = TcpConnection(server, upper, now=0.0)
+    client.sendall(frame(b"bye"))
+    client.shutdown(socket.SHUT_WR)
+    connection.on_readable(now=1.0)
+    connection.on_readable(now=1.0)
+    assert client.recv(100) == frame(b"BYE")
+    assert connection.closed
+
+
+def test_zero_length_prefix_closes_the_connection(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    connection = TcpConnection(server, upper, now=0.0)
+    client.sendall(b"\x00\x00")
+    connection.on_readable(now=1.0)
+    assert connection.closed
+    assert client.recv(100) == b""
+
+
+def test_a_stalled_client_only_ages(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    connection = TcpConnection(server, upper, now=0.0)
+    client.sendall(b"\x00\x40")
+    connection.on_readable(now=5.0)
+    assert not connection.closed
+    assert connection.wants_read
+    assert connection.idle_since(now=16.0) == 11.0

@@ -1,0 +1,118 @@
+"""The UDP path on real loopback sockets, no root needed: every 127.0.0.0/8 address is local, so
+a query to 127.0.0.53 from 127.0.0.1 is the multi-address case in miniature. Clients use
+connected sockets, which the kernel lets receive only from the address they connected to."""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from support import free_port, in_pktinfo
+
+from nameserver.net import pktinfo
+from nameserver.net.listeners import Endpoint, open_endpoints
+from nameserver.net.udp import UdpEndpoint
+
+LINUX = pktinfo.LINUX
+pytestmark = pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6 on loopback")
+
+
+@pytest.fixture(params=[False, True], ids=["dual-stack", "ipv6-only"])
+def endpoints(request: pytest.FixtureRequest) -> Iterator[list[Endpoint]]:
+    opened = open_endpoints(("::",), free_port(), request.param, LINUX)
+    yield [endpoint for endpoint in opened if endpoint.sock.type == socket.SOCK_DGRAM]
+    for endpoint in opened:
+        endpoint.sock.close()
+
+
+def echo(data: bytes) -> bytes:
+    return b"re:" + data
+
+
+def serve_one(endpoints: list[Endpoint], drops: Counter[str]) -> None:
+    socks = [endpoint.sock for endpoint in endpoints]
+    readable, _, _ = select.select(socks, [], [], 2.0)
+    assert readable, "the query never arrived"
+    for sock in readable:
+        UdpEndpoint(sock, echo, LINUX, drops).on_readable()
+
+
+def client(server: str, port: int, source: str) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(server).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.settimeout(1.0)
+    sock.bind((source, 0))
+    sock.connect((server, port))
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("server", "source"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.53", "127.0.0.1"),
+        ("127.0.1.1", "127.0.0.1"),
+        ("::1", "::1"),
+    ],
+)
+def test_reply_leaves_from_the_queried_address(
+    endpoints: list[Endpoint], server: str, source: str
+) -> None:
+    drops: Counter[str] = Counter()
+    port = endpoints[0].sock.getsockname()[1]
+    with client(server, port, source) as sock:
+        sock.send(b"hello")
+        serve_one(endpoints, drops)
+        assert sock.recv(100) == b"re:hello"
+    assert not drops
+
+
+def test_a_plain_send_from_the_wildcard_would_be_rejected(endpoints: list[Endpoint]) -> None:
+    """The control case: without a source address the reply comes from 127.0.0.1 and the
+    client never sees it. This is what the tests above would catch."""
+    port = endpoints[0].sock.getsockname()[1]
+    with client("127.0.0.53", port, "127.0.0.1") as sock:
+        sock.send(b"hello")
+        readable, _, _ = select.select([e.sock for e in endpoints], [], [], 2.0)
+        data, _anc, _flags, peer = readable[0].recvmsg(100, 256)
+        readable[0].sendto(data, peer)
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+
+
+class TestDrops:
+    """Datagrams that must not be answered, fed straight into :meth:`UdpEndpoint.serve`."""
+
+    def serve(self, ancdata: pktinfo.AncData, flags: int = 0, port: int = 4444) -> Counter[str]:
+        drops: Counter[str] = Counter()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            endpoint = UdpEndpoint(sock, echo, LINUX, drops)
+            endpoint.serve(b"query", ancdata, flags, ("127.0.0.1", port))
+        return drops
+
+    def v4(self, spec_dst: str, addr: str) -> pktinfo.AncData:
+        return [(socket.IPPROTO_IP, 8, in_pktinfo(1, spec_dst, addr))]
+
+    def test_broadcast(self) -> None:
+        assert self.serve(self.v4("127.0.0.1", "255.255.255.255")) == {"non_unicast_destination": 1}
+
+    def test_subnet_broadcast(self) -> None:
+        assert self.serve(self.v4("10.53.0.1", "10.53.0.255")) == {"non_unicast_destination": 1}
+
+    def test_source_port_zero(self) -> None:
+        assert self.serve([], port=0) == {"source_port_zero": 1}
+
+    def test_truncated_datagram(self) -> None:
+        assert self.serve([], flags=socket.MSG_TRUNC) == {"truncated": 1}
+
+    def test_vanished_source_address_is_counted_not_raised(self) -> None:
+        # 192.0.2.99 is on no interface here: the kernel refuses it as a source.
+        assert self.serve(self.v4("192.0.2.99", "192.0.2.99")) == {"reply_source_gone": 1}
+
+    def test_truncated_control_data_falls_back_to_a_plain_send(self) -> None:
+        drops = self.serve(self.v4("192.0.2.99", "192.0.2.99"), flags=socket.MSG_CTRUNC)
+        assert drops == {"pktinfo_missing": 1}

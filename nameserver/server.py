@@ -44,6 +44,7 @@ class Server:
         self.connections: dict[socket.socket, TcpConnection] = {}
         self._selector = selectors.DefaultSelector()
         self._running = False
+        self._stop_signal: signal.Signals | None = None
         self._wakeup_read, self._wakeup_write = socket.socketpair()
         for sock in (self._wakeup_read, self._wakeup_write):
             sock.setblocking(False)
@@ -68,6 +69,8 @@ class Server:
                     key.data(mask, time.monotonic())
                 self._close_idle(time.monotonic())
         finally:
+            if self._stop_signal is not None:
+                log.info("%s received, stopping", self._stop_signal.name)
             signal.set_wakeup_fd(previous_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -84,7 +87,8 @@ class Server:
         self._wakeup_write.close()
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
+        # Only a flag: logging here could re-enter a logging call the signal interrupted.
+        self._stop_signal = signal.Signals(signum)
         self.stop()
 
     def _drain_wakeup(self, _mask: int, _now: float) -> None:

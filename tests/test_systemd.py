@@ -27,3 +27,10 @@ def test_message_reaches_an_abstract_socket() -> None:
         manager.bind("\0" + name)
         assert systemd.notify("STOPPING=1", environ={"NOTIFY_SOCKET": "@" + name})
         assert manager.recv(100) == b"STOPPING=1"
+
+
+def test_a_vanished_manager_is_reported_not_raised(tmp_path: Path) -> None:
+    path = str(tmp_path / "gone")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+    assert systemd.notify("STOPPING=1", environ={"NOTIFY_SOCKET": path}) is False

@@ -71,7 +71,7 @@ def _serve(config: Config, zones: ZoneSet) -> int:
     except OSError as error:
         log.error("%s", error.strerror or error)
         return 1
-    server = Server(endpoints, Responder(zones), layout)
+    server = Server(endpoints, Responder(zones, config.server), layout)
     try:
         for endpoint in endpoints:
             log.info("listening on %s", endpoint.name)

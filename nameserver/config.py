@@ -120,6 +120,13 @@ def _boolean(node: yaml.Node, base: pathlib.Path) -> bool:
     return _scalar(node, "bool", "true or false")
 
 
+def _text(node: yaml.Node, base: pathlib.Path) -> str:
+    text = _scalar(node, "str", "a string")
+    if not 1 <= len(text.encode()) <= 255:
+        raise _Invalid.at(node, "expected 1 to 255 bytes of text (one TXT string)")
+    return text
+
+
 def _port(node: yaml.Node, base: pathlib.Path) -> int:
     port = _scalar(node, "int", "a port number")
     if not 1 <= port <= 65535:
@@ -222,13 +229,20 @@ def _fields(cls: type, node: yaml.Node, base: pathlib.Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Where to listen. ``"::"`` is every address, IPv4 included unless ``ipv6_only``."""
+    """Where to listen, and what to say about ourselves. ``"::"`` is every address, IPv4
+    included unless ``ipv6_only``."""
 
     listen: tuple[str, ...] = field(
         default=("::",), metadata={"parse": _sequence(_address, identity=str)}
     )
     port: int = field(default=53, metadata={"parse": _port})
     ipv6_only: bool = field(default=False, metadata={"parse": _boolean})
+    # What the server tells about itself: CH TXT id.server/hostname.bind, version.bind/
+    # version.server, and the EDNS NSID option (RFC 5001). Nothing unless configured, as an
+    # operator who hides them from scanners expects.
+    identity: str | None = field(default=None, metadata={"parse": _text})
+    version: str | None = field(default=None, metadata={"parse": _text})
+    nsid: str | None = field(default=None, metadata={"parse": _text})
 
 
 @dataclass(frozen=True)

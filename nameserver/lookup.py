@@ -1,13 +1,13 @@
-"""The authoritative lookup of RFC 1034 §4.3.2 over one hosted zone.
+"""The authoritative lookup of RFC 1034 §4.3.2, with wildcards (RFC 4592), DNAME (RFC 6672),
+negative answers (RFC 2308) and, for pre-signed zones, DNSSEC records (RFC 4035, RFC 5155).
 
-Pure: a zone and a question in, the sections of the answer out; rendering, EDNS and truncation
-belong to the responder. Names in the zone are absolute (zones are loaded unrelativized), so
-rdata can be copied into a response as they are.
+Pure: zones and a question in, the sections of the answer out; header rules, EDNS and rendering
+belong to the responder. Zones are loaded unrelativized, so rdata are copied out as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import dns.name
@@ -18,12 +18,16 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+from dns.rdtypes.ANY.CNAME import CNAME
+
+from nameserver.denial import Chain, Nsec3Chain, NsecChain, wildcard
 
 IN = dns.rdataclass.IN
+RRSIG = dns.rdatatype.RRSIG
 ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 # Types whose targets get their addresses added (RFC 1034 §3.6.2, RFC 2782).
 _TARGET_TYPES = (dns.rdatatype.NS, dns.rdatatype.MX, dns.rdatatype.SRV)
-# A CNAME chain longer than this inside one zone is a loop or an abuse; stop with what we have.
+# A CNAME/DNAME chain longer than this is a loop or an abuse; stop with what we have.
 MAX_CHAIN = 16
 
 
@@ -44,132 +48,308 @@ class Result:
     required_additional: int = 0
 
 
+@dataclass(frozen=True)
+class Question:
+    """What the lookup needs to know of a query besides the name it is following.
+
+    ``dnssec`` is the DO bit. ``minimal_any`` asks for RFC 8482's one-RRset answer to ANY,
+    which the responder wants over UDP only.
+    """
+
+    qtype: int
+    dnssec: bool = False
+    minimal_any: bool = False
+
+
 class ZoneIndex:
-    """One zone with the facts a lookup needs that dnspython's ``Zone`` cannot give in O(1):
-    which names exist (empty non-terminals included, so they answer NODATA, not NXDOMAIN) and
-    where the zone cuts are."""
+    """One zone with what a lookup needs that dnspython's ``Zone`` cannot give in O(1).
+
+    ``existing`` holds every name of the zone tree, empty non-terminals included (they answer
+    NODATA, not NXDOMAIN). NSEC3 records live outside that tree (RFC 5155 §7.2.8): their
+    hashed owners are not names a client can find.
+    """
 
     def __init__(self, zone: dns.zone.Zone) -> None:
         self.zone = zone
         self.origin: dns.name.Name = zone.origin
-        existing: set[dns.name.Name] = set()
-        cuts: set[dns.name.Name] = set()
+        self._nodes: dict[dns.name.Name, dns.node.Node] = {}
+        nsec3_owners: list[dns.name.Name] = []
         for name, node in zone.items():
             owner = name.derelativize(self.origin)
-            if owner != self.origin and node.get_rdataset(IN, dns.rdatatype.NS) is not None:
-                cuts.add(owner)
-            while owner not in existing and owner != self.origin:
-                existing.add(owner)
-                owner = owner.parent()
-        existing.add(self.origin)
-        self.existing = frozenset(existing)
-        self.cuts = frozenset(cuts)
-        soa = zone.get_rdataset(self.origin, dns.rdatatype.SOA)
+            if all(_rdtype(rdataset) == dns.rdatatype.NSEC3 for rdataset in node):
+                nsec3_owners.append(owner)
+            else:
+                self._nodes[owner] = node
+        self.existing = frozenset(_with_ancestors(self._nodes, self.origin))
+        self.cuts = frozenset(self._owners_of(dns.rdatatype.NS) - {self.origin})
+        self.dnames = frozenset(self._owners_of(dns.rdatatype.DNAME))
+        soa = self.rdataset(self.origin, dns.rdatatype.SOA)
         assert soa is not None, "zones are checked for an apex SOA when loaded"
-        self.negative_soa = _rrset(self.origin, soa, ttl=min(soa.ttl, soa[0].minimum))
+        self.negative_ttl = min(soa.ttl, soa[0].minimum)
+        self.chain = self._chain(nsec3_owners)
+
+    def _owners_of(self, rdtype: int) -> set[dns.name.Name]:
+        return {
+            name for name, node in self._nodes.items() if node.get_rdataset(IN, rdtype) is not None
+        }
+
+    def _chain(self, nsec3_owners: list[dns.name.Name]) -> Chain | None:
+        param = self.rdataset(self.origin, dns.rdatatype.NSEC3PARAM)
+        if param is not None and nsec3_owners:
+            return Nsec3Chain(self.origin, param[0], nsec3_owners)
+        nsec_owners = self._owners_of(dns.rdatatype.NSEC)
+        return NsecChain(nsec_owners) if nsec_owners else None
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
-        return self.zone.get_node(name)
+        return self._nodes.get(name)
 
     def rdataset(self, name: dns.name.Name, rdtype: int) -> dns.rdataset.Rdataset | None:
-        node = self.zone.get_node(name)
+        node = self._nodes.get(name)
+        if node is None:
+            node = self.zone.get_node(name)  # NSEC3 owners, for the proofs that name them
         return None if node is None else node.get_rdataset(IN, rdtype)
 
-    def cut_above(self, name: dns.name.Name, qtype: int) -> dns.name.Name | None:
-        """The highest zone cut at or above ``name``; DS at a cut itself belongs to us."""
-        if not self.cuts:
-            return None
-        for depth in range(len(self.origin) + 1, len(name) + 1):
+    def signed(
+        self,
+        owner: dns.name.Name,
+        rdataset: dns.rdataset.Rdataset,
+        dnssec: bool,
+        source: dns.name.Name | None = None,
+        ttl: int | None = None,
+    ) -> list[dns.rrset.RRset]:
+        """``rdataset`` as an RRset named ``owner``, with its RRSIG when the client asked.
+
+        ``source`` is where the data really lives, when ``owner`` is synthesized from a wildcard.
+        """
+        rrsets = [_rrset(owner, rdataset, ttl)]
+        if dnssec:
+            node = self._nodes.get(source or owner) or self.zone.get_node(source or owner)
+            signatures = None if node is None else node.get_rdataset(IN, RRSIG, rdataset.rdtype)
+            if signatures is not None:
+                rrsets.append(_rrset(owner, signatures, ttl))
+        return rrsets
+
+    def closest_encloser(self, name: dns.name.Name) -> dns.name.Name:
+        while name not in self.existing:
+            name = name.parent()
+        return name
+
+    def obstruction(
+        self, name: dns.name.Name, qtype: int
+    ) -> tuple[str, dns.name.Name] | tuple[None, None]:
+        """The zone cut or DNAME on the way from the apex down to ``name``, the highest first.
+
+        A cut at ``name`` itself does not apply to DS, which the parent side answers; a DNAME
+        applies to the names below its owner only (RFC 6672 §2.3).
+        """
+        if not self.cuts and not self.dnames:
+            return None, None
+        for depth in range(len(self.origin), len(name) + 1):
             candidate = name.split(depth)[1]
             if candidate in self.cuts and not (candidate == name and qtype == dns.rdatatype.DS):
-                return candidate
-        return None
+                return "cut", candidate
+            if candidate in self.dnames and candidate != name:
+                return "dname", candidate
+        return None, None
 
 
-def lookup(index: ZoneIndex, qname: dns.name.Name, qtype: int) -> Result:
-    """Answer ``qname``/``qtype`` from one zone, following CNAMEs while they stay in it."""
-    result = Result()
-    name = qname
-    seen: set[dns.name.Name] = set()
-    while len(seen) < MAX_CHAIN and name not in seen:
-        seen.add(name)
-        cut = index.cut_above(name, qtype)
-        if cut is not None:
-            _refer(index, cut, result)
-            return result
-        node, owner = _find_node(index, name)
+def lookup(index: ZoneIndex, qname: dns.name.Name, question: Question) -> Result:
+    """Answer ``qname`` from one zone, following CNAMEs and DNAMEs while they stay in it."""
+    return _Lookup(index, question).run(qname)
+
+
+class _Lookup:
+    """One walk through RFC 1034 §4.3.2 step 3, repeated for each name of a CNAME chain."""
+
+    def __init__(self, index: ZoneIndex, question: Question) -> None:
+        self.index = index
+        self.question = question
+        self.result = Result()
+
+    def run(self, qname: dns.name.Name) -> Result:
+        name: dns.name.Name | None = qname
+        seen: set[dns.name.Name] = set()
+        while name is not None and len(seen) < MAX_CHAIN and name not in seen:
+            seen.add(name)
+            name = self._step(name)
+        return self.result
+
+    def _step(self, name: dns.name.Name) -> dns.name.Name | None:
+        """Add what ``name`` contributes; the next name to follow, if any."""
+        index = self.index
+        kind, owner = index.obstruction(name, self.question.qtype)
+        if kind == "cut":
+            self._refer(owner)
+            return None
+        if kind == "dname":
+            return self._dname(name, owner)
+        node = index.node(name)
+        if node is not None:
+            return self._at_node(name, node, name)
+        if name in index.existing:
+            self._negative(nodata=name)
+            return None
+        encloser = index.closest_encloser(name)
+        source = wildcard(encloser)
+        node = index.node(source)
         if node is None:
-            if name not in index.existing:
-                result.rcode = dns.rcode.NXDOMAIN
-            result.authority.append(index.negative_soa)
-            return result
-        wanted = _matching(node, qtype)
+            self.result.rcode = dns.rcode.NXDOMAIN
+            self._negative(nxdomain=(name, encloser))
+            return None
+        return self._at_node(name, node, source, encloser)
+
+    def _at_node(
+        self,
+        name: dns.name.Name,
+        node: dns.node.Node,
+        source: dns.name.Name,
+        encloser: dns.name.Name | None = None,
+    ) -> dns.name.Name | None:
+        """Answer from an existing node, or from the wildcard ``source`` that stands for it."""
+        wanted = self._matching(node)
+        cname = None if wanted else node.get_rdataset(IN, dns.rdatatype.CNAME)
+        if not wanted and cname is None:
+            if encloser is None:
+                self._negative(nodata=name)
+            else:
+                self._negative(wildcard_nodata=(name, encloser))
+            return None
+        for rdataset in wanted or [cname]:
+            self.result.answer.extend(self._signed(name, rdataset, source))
+        if encloser is not None:
+            self._prove(lambda chain: chain.wildcard_answer(name, encloser))
         if wanted:
-            result.answer.extend(_rrset(owner, rdataset) for rdataset in wanted)
-            result.additional.extend(_target_addresses(index, wanted))
-            return result
-        cname = node.get_rdataset(IN, dns.rdatatype.CNAME)
-        if cname is None:
-            result.authority.append(index.negative_soa)
-            return result
-        result.answer.append(_rrset(owner, cname))
-        name = cname[0].target
-        if not name.is_subdomain(index.origin):
-            return result
-    return result
+            self._add_addresses(wanted)
+            return None
+        target = cname[0].target
+        return target if target.is_subdomain(self.index.origin) else None
 
+    def _matching(self, node: dns.node.Node) -> list[dns.rdataset.Rdataset]:
+        qtype = self.question.qtype
+        if qtype == dns.rdatatype.ANY:
+            # Signatures come with the RRsets they sign, when the client asked for them.
+            every = sorted(
+                (rdataset for rdataset in node.rdatasets if rdataset.rdtype != RRSIG),
+                key=lambda rdataset: rdataset.rdtype,
+            )
+            # RFC 8482 §4.1: one RRset of the node stands for all; we take the lowest type.
+            return every[:1] if self.question.minimal_any else every
+        if qtype == RRSIG:
+            return [rdataset for rdataset in node.rdatasets if rdataset.rdtype == RRSIG]
+        rdataset = node.get_rdataset(IN, qtype)
+        return [] if rdataset is None else [rdataset]
 
-def _find_node(index: ZoneIndex, name: dns.name.Name) -> tuple[dns.node.Node | None, dns.name.Name]:
-    """The node for ``name``, or the wildcard that synthesizes it (RFC 4592 §3.3.1)."""
-    node = index.node(name)
-    if node is not None or name in index.existing:
-        return node, name
-    encloser = name.parent()
-    while encloser not in index.existing:
-        encloser = encloser.parent()
-    return index.node(dns.name.Name((b"*", *encloser.labels))), name
+    def _signed(
+        self, owner: dns.name.Name, rdataset: dns.rdataset.Rdataset, source: dns.name.Name
+    ) -> list[dns.rrset.RRset]:
+        if rdataset.rdtype == RRSIG:
+            return [_rrset(owner, rdataset)]
+        return self.index.signed(owner, rdataset, self.question.dnssec, source)
 
+    def _dname(self, name: dns.name.Name, owner: dns.name.Name) -> dns.name.Name | None:
+        """RFC 6672 §2.2: the DNAME, a CNAME synthesized from it, then the new name."""
+        dname = self.index.rdataset(owner, dns.rdatatype.DNAME)
+        assert dname is not None
+        self.result.answer.extend(self._signed(owner, dname, owner))
+        try:
+            target = name.relativize(owner).concatenate(dname[0].target)
+        except dns.name.NameTooLong:
+            self.result.rcode = dns.rcode.YXDOMAIN
+            return None
+        synthesized = CNAME(IN, dns.rdatatype.CNAME, target)
+        self.result.answer.append(dns.rrset.from_rdata(name, dname.ttl, synthesized))
+        return target if target.is_subdomain(self.index.origin) else None
 
-def _matching(node: dns.node.Node, qtype: int) -> list[dns.rdataset.Rdataset]:
-    if qtype == dns.rdatatype.ANY:
-        return list(node.rdatasets)
-    rdataset = node.get_rdataset(IN, qtype)
-    return [] if rdataset is None else [rdataset]
+    def _refer(self, cut: dns.name.Name) -> None:
+        """A referral: the child's NS, the DS or the proof there is none, and the glue."""
+        index = self.index
+        ns = index.rdataset(cut, dns.rdatatype.NS)
+        assert ns is not None
+        result = self.result
+        result.authoritative = bool(result.answer)
+        result.authority.append(_rrset(cut, ns))
+        if self.question.dnssec and index.chain is not None:
+            ds = index.rdataset(cut, dns.rdatatype.DS)
+            if ds is not None:
+                result.authority.extend(index.signed(cut, ds, True))
+            else:
+                self._prove(lambda chain: chain.nodata(cut))
+        glue = list(self._addresses([ns], below=cut))
+        result.additional.extend(glue)
+        result.required_additional = len(glue)
+        result.additional.extend(
+            rrset for rrset in self._addresses([ns]) if not rrset.name.is_subdomain(cut)
+        )
 
+    def _negative(
+        self,
+        nodata: dns.name.Name | None = None,
+        nxdomain: tuple[dns.name.Name, dns.name.Name] | None = None,
+        wildcard_nodata: tuple[dns.name.Name, dns.name.Name] | None = None,
+    ) -> None:
+        """The SOA (RFC 2308 §3: TTL = min(SOA TTL, MINIMUM)) and, when signed, the proof."""
+        index = self.index
+        soa = index.rdataset(index.origin, dns.rdatatype.SOA)
+        assert soa is not None
+        self.result.authority.extend(
+            index.signed(index.origin, soa, self.question.dnssec, ttl=index.negative_ttl)
+        )
+        if nodata is not None:
+            self._prove(lambda chain: chain.nodata(nodata))
+        elif nxdomain is not None:
+            self._prove(lambda chain: chain.nxdomain(*nxdomain))
+        elif wildcard_nodata is not None:
+            self._prove(lambda chain: chain.wildcard_nodata(*wildcard_nodata))
 
-def _refer(index: ZoneIndex, cut: dns.name.Name, result: Result) -> None:
-    """A referral: the child's NS in authority, glue below the cut required (RFC 9471)."""
-    ns = index.rdataset(cut, dns.rdatatype.NS)
-    assert ns is not None
-    result.authoritative = bool(result.answer)
-    result.authority.append(_rrset(cut, ns))
-    glue = list(_target_addresses(index, [ns], below=cut))
-    result.additional.extend(glue)
-    result.required_additional = len(glue)
-    result.additional.extend(
-        rrset for rrset in _target_addresses(index, [ns]) if not rrset.name.is_subdomain(cut)
-    )
-
-
-def _target_addresses(
-    index: ZoneIndex,
-    rdatasets: Iterable[dns.rdataset.Rdataset],
-    below: dns.name.Name | None = None,
-) -> Iterator[dns.rrset.RRset]:
-    """A and AAAA of the in-zone targets of NS, MX and SRV records, once each."""
-    seen: set[dns.name.Name] = set()
-    for rdataset in rdatasets:
-        if rdataset.rdtype not in _TARGET_TYPES:
-            continue
-        for rdata in rdataset:
-            target = rdata.exchange if rdataset.rdtype == dns.rdatatype.MX else rdata.target
-            if target in seen or not target.is_subdomain(below or index.origin):
+    def _prove(self, proof: Callable[[Chain], list[dns.name.Name]]) -> None:
+        """Add NSEC or NSEC3 records when the client wants DNSSEC and the zone is signed."""
+        chain = self.index.chain
+        if not self.question.dnssec or chain is None:
+            return
+        present = {(rrset.name, rrset.rdtype, rrset.covers) for rrset in self.result.authority}
+        for owner in proof(chain):
+            records = self.index.rdataset(owner, chain.rdtype)
+            if records is None or (owner, chain.rdtype, 0) in present:
                 continue
-            seen.add(target)
-            for rdtype in ADDRESS_TYPES:
-                addresses = index.rdataset(target, rdtype)
-                if addresses is not None:
-                    yield _rrset(target, addresses)
+            self.result.authority.extend(self.index.signed(owner, records, True))
+
+    def _add_addresses(self, rdatasets: list[dns.rdataset.Rdataset]) -> None:
+        self.result.additional.extend(self._addresses(rdatasets))
+
+    def _addresses(
+        self, rdatasets: Iterable[dns.rdataset.Rdataset], below: dns.name.Name | None = None
+    ) -> Iterator[dns.rrset.RRset]:
+        """A and AAAA of the in-zone targets of NS, MX and SRV records, once each."""
+        index = self.index
+        seen: set[dns.name.Name] = set()
+        for rdataset in rdatasets:
+            if rdataset.rdtype not in _TARGET_TYPES:
+                continue
+            for rdata in rdataset:
+                target = rdata.exchange if rdataset.rdtype == dns.rdatatype.MX else rdata.target
+                if target in seen or not target.is_subdomain(below or index.origin):
+                    continue
+                seen.add(target)
+                for rdtype in ADDRESS_TYPES:
+                    addresses = index.rdataset(target, rdtype)
+                    if addresses is not None:
+                        # Glue has no signature, so asking for one costs nothing there.
+                        yield from index.signed(target, addresses, self.question.dnssec)
+
+
+def _with_ancestors(
+    names: Iterable[dns.name.Name], origin: dns.name.Name
+) -> Iterator[dns.name.Name]:
+    yield origin
+    for name in names:
+        while name != origin:
+            yield name
+            name = name.parent()
+
+
+def _rdtype(rdataset: dns.rdataset.Rdataset) -> int:
+    """The type an rdataset is about: an RRSIG counts as the type it covers."""
+    return rdataset.covers if rdataset.rdtype == RRSIG else rdataset.rdtype
 
 
 def _rrset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -18,8 +19,11 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
+from dns.rdtypes.ANY.TXT import TXT
 
-from nameserver.lookup import Result, ZoneIndex, lookup
+from nameserver.config import ServerSettings
+from nameserver.lookup import Question, Result, ZoneIndex, lookup
 from nameserver.zones import ZoneSet
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -31,6 +35,8 @@ UDP_PAYLOAD = 1232
 CLASSIC_UDP_LIMIT = 512
 TCP_LIMIT = 65535
 _TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+_AUTHORITATIVE_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN)
+_ANONYMOUS = ServerSettings()
 
 
 class Transport(enum.Enum):
@@ -41,10 +47,17 @@ class Transport(enum.Enum):
 class Responder:
     """Answers queries from one generation of zone data."""
 
-    def __init__(self, zones: ZoneSet, udp_payload: int = UDP_PAYLOAD) -> None:
+    def __init__(
+        self,
+        zones: ZoneSet,
+        server: ServerSettings = _ANONYMOUS,
+        udp_payload: int = UDP_PAYLOAD,
+    ) -> None:
         self.zones = zones
         self.udp_payload = udp_payload
         self._indexes = {hosted.origin: ZoneIndex(hosted.zone) for hosted in zones}
+        self._chaos = _chaos_records(server)
+        self._nsid = None if server.nsid is None else dns.edns.NSIDOption(server.nsid.encode())
 
     def answer(self, wire: bytes, transport: Transport) -> bytes | None:
         """The response to ``wire``, or ``None`` when nothing must be sent back."""
@@ -60,17 +73,25 @@ class Responder:
         except Exception:
             # Whatever dnspython cannot parse is a format error to the client (RFC 1035 §4.1.1).
             return _header_only(query_id, flags, dns.rcode.FORMERR)
-        response = dns.message.make_response(query, our_payload=self.udp_payload)
-        result = self._resolve(query)
+        response = dns.message.make_response(query)
+        # RFC 4035 §3.1.6 and §3.2.1: CD is copied; RFC 3225 §3: so is DO. Other EDNS flags
+        # and options are not echoed (RFC 6891 §6.1.4); NSID is ours to add (RFC 5001 §2.1).
+        response.flags |= query.flags & dns.flags.CD
+        if query.edns >= 0:
+            asks_nsid = any(option.otype == dns.edns.NSID for option in query.options)
+            options = [self._nsid] if self._nsid is not None and asks_nsid else []
+            dnssec_ok = query.ednsflags & dns.flags.DO
+            response.use_edns(0, dnssec_ok, self.udp_payload, query.payload, options)
+        result = self._resolve(query, transport)
         response.set_rcode(result.rcode)
-        if result.authoritative and result.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        if result.authoritative and result.rcode in _AUTHORITATIVE_RCODES:
             response.flags |= dns.flags.AA
         response.answer = result.answer
         response.authority = result.authority
         response.additional = result.additional
         return _render(response, result.required_additional, self._limit(query, transport))
 
-    def _resolve(self, query: dns.message.Message) -> Result:
+    def _resolve(self, query: dns.message.Message, transport: Transport) -> Result:
         """Every header and question check, then the lookup; errors become an rcode."""
         if query.opcode() != dns.opcode.QUERY:
             return Result(rcode=dns.rcode.NOTIMP, authoritative=False)
@@ -79,12 +100,27 @@ class Responder:
         if len(query.question) != 1:
             return Result(rcode=dns.rcode.FORMERR, authoritative=False)
         question = query.question[0]
+        if question.rdclass == dns.rdataclass.CH:
+            return self._chaos_answer(question.name, question.rdtype)
         if question.rdclass != dns.rdataclass.IN or question.rdtype in _TRANSFER_TYPES:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
         hosted = self.zones.find(question.name)
         if hosted is None:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
-        return lookup(self._indexes[hosted.origin], question.name, question.rdtype)
+        wanted = Question(
+            question.rdtype,
+            dnssec=bool(query.ednsflags & dns.flags.DO),
+            minimal_any=transport is Transport.UDP,
+        )
+        return lookup(self._indexes[hosted.origin], question.name, wanted)
+
+    def _chaos_answer(self, qname: dns.name.Name, qtype: int) -> Result:
+        """CH TXT about the server itself, where configured; REFUSED for the rest of CH."""
+        text = self._chaos.get(qname)
+        if text is None or qtype not in (dns.rdatatype.TXT, dns.rdatatype.ANY):
+            return Result(rcode=dns.rcode.REFUSED, authoritative=False)
+        txt = TXT(dns.rdataclass.CH, dns.rdatatype.TXT, [text.encode()])
+        return Result(answer=[dns.rrset.from_rdata(qname, 0, txt)])
 
     def _limit(self, query: dns.message.Message, transport: Transport) -> int:
         if transport is Transport.TCP:
@@ -115,6 +151,13 @@ def _render(response: dns.message.Message, required_additional: int, limit: int)
     response.additional = []
     response.flags |= dns.flags.TC
     return response.to_wire(max_size=limit)
+
+
+def _chaos_records(server: ServerSettings) -> dict[dns.name.Name, str]:
+    """The CH TXT names BIND made customary, for what the operator chose to reveal."""
+    names = {"id.server.": server.identity, "hostname.bind.": server.identity}
+    names |= {"version.server.": server.version, "version.bind.": server.version}
+    return {dns.name.from_text(name): text for name, text in names.items() if text is not None}
 
 
 def _header_only(query_id: int, query_flags: int, rcode: int) -> bytes:

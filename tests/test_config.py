@@ -104,7 +104,12 @@ def test_empty_file_lacks_zones(folder: Path) -> None:
     ("text", "line", "key", "allowed"),
     [
         ("verbose: true\n" + ZONES, 1, "verbose", "server, zones"),
-        ("server:\n  workers: 4\n" + ZONES, 2, "server.workers", "listen, port, ipv6_only"),
+        (
+            "server:\n  workers: 4\n" + ZONES,
+            2,
+            "server.workers",
+            "listen, port, ipv6_only, identity, version, nsid",
+        ),
         (ZONES + "    serial: 1\n", 4, "zones[0].serial", "name, file"),
     ],
 )
@@ -207,7 +212,8 @@ zones:
     assert errors(path) == [
         f"{path}:2: server.listen[1]: '192.0.2.300' is not an IP address",
         f"{path}:3: server.port: expected a port number, got the boolean true",
-        f"{path}:4: server.colour: unknown key; allowed: listen, port, ipv6_only",
+        f"{path}:4: server.colour: unknown key; allowed: "
+        "listen, port, ipv6_only, identity, version, nsid",
         f"{path}:7: zones[0].file: zone file {folder}/nowhere.zone does not exist or is not a file",
         f"{path}:8: zones[1].name: required, but missing",
     ]

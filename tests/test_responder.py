@@ -14,7 +14,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from nameserver.config import ZoneSettings
+from nameserver.config import ServerSettings, ZoneSettings
 from nameserver.responder import Responder, Transport
 from nameserver.zones import load_zones
 
@@ -43,16 +43,22 @@ lab      DS    12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef012345
 ns.lab   A     192.0.2.153
 ns.lab   AAAA  2001:db8::153
 ns.other A     192.0.2.154
+old      DNAME new.example.com.
+new      A     192.0.2.7
+x.new    A     192.0.2.8
+far      DNAME {long}
 {big}
 """
+LONG_TARGET = ".".join(["a" * 60] * 3) + ".example."
 BIG = "\n".join(f"big A 10.0.{i // 256}.{i % 256}" for i in range(100))
 
 
 @pytest.fixture(scope="module")
 def responder(tmp_path_factory: pytest.TempPathFactory) -> Responder:
     path = tmp_path_factory.mktemp("zones") / "example.com.zone"
-    path.write_text(ZONE.format(big=BIG))
-    return Responder(load_zones([ZoneSettings(dns.name.from_text("example.com."), Path(path))]))
+    path.write_text(ZONE.format(big=BIG, long=LONG_TARGET))
+    zones = load_zones([ZoneSettings(dns.name.from_text("example.com."), Path(path))])
+    return Responder(zones, ServerSettings(identity="ns1.test", version="1.0", nsid="ns1"))
 
 
 def ask(
@@ -302,3 +308,87 @@ class TestTruncation:
         assert not response.flags & dns.flags.TC
         assert len(response.answer[0]) == 39
         assert not response.additional
+
+
+class TestDname:
+    def test_dname_synthesises_a_cname_and_follows_it(self, responder: Responder) -> None:
+        response = ask(responder, "x.old.example.com.")
+        assert [rrset.rdtype for rrset in response.answer] == [
+            dns.rdatatype.DNAME,
+            dns.rdatatype.CNAME,
+            dns.rdatatype.A,
+        ]
+        assert rdata_text(response) == {
+            "old.example.com. DNAME new.example.com.",
+            "x.old.example.com. CNAME x.new.example.com.",
+            "x.new.example.com. A 192.0.2.8",
+        }
+
+    def test_the_dname_owner_itself_is_not_redirected(self, responder: Responder) -> None:
+        response = ask(responder, "old.example.com.", "DNAME")
+        assert rdata_text(response) == {"old.example.com. DNAME new.example.com."}
+
+    def test_a_result_too_long_is_yxdomain(self, responder: Responder) -> None:
+        response = ask(responder, "b" * 63 + ".far.example.com.")
+        assert response.rcode() == dns.rcode.YXDOMAIN
+        assert response.flags & dns.flags.AA
+        assert [rrset.rdtype for rrset in response.answer] == [dns.rdatatype.DNAME]
+
+
+class TestAny:
+    def test_udp_gets_one_rrset(self, responder: Responder) -> None:
+        response = ask(responder, "www.example.com.", "ANY")
+        assert rdata_text(response) == {"www.example.com. A 192.0.2.80"}
+
+    def test_tcp_gets_every_rrset(self, responder: Responder) -> None:
+        response = ask(responder, "www.example.com.", "ANY", transport=Transport.TCP)
+        assert rdata_text(response) == {
+            "www.example.com. A 192.0.2.80",
+            "www.example.com. AAAA 2001:db8::80",
+        }
+
+
+class TestServerIdentity:
+    @pytest.mark.parametrize(
+        ("qname", "text"),
+        [
+            ("id.server.", "ns1.test"),
+            ("hostname.bind.", "ns1.test"),
+            ("version.bind.", "1.0"),
+            ("version.server.", "1.0"),
+        ],
+    )
+    def test_configured_chaos_names_answer(
+        self, responder: Responder, qname: str, text: str
+    ) -> None:
+        response = ask(responder, qname, "TXT", rdclass=dns.rdataclass.CH)
+        assert response.rcode() == dns.rcode.NOERROR
+        [txt] = response.answer
+        assert txt.rdclass == dns.rdataclass.CH
+        assert [rdata.strings for rdata in txt] == [(text.encode(),)]
+
+    def test_unconfigured_chaos_names_are_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "z.zone"
+        path.write_text("$ORIGIN z.test.\n@ 60 SOA ns hm 1 1 1 1 1\n@ 60 NS ns\n")
+        anonymous = Responder(load_zones([ZoneSettings(dns.name.from_text("z.test."), path)]))
+        response = ask(anonymous, "version.bind.", "TXT", rdclass=dns.rdataclass.CH)
+        assert response.rcode() == dns.rcode.REFUSED
+
+    def test_nsid_only_when_asked(self, responder: Responder) -> None:
+        nsid = dns.edns.GenericOption(dns.edns.NSID, b"")
+        asked = ask(responder, "www.example.com.", use_edns=0, options=[nsid])
+        assert [(option.otype, option.to_wire()) for option in asked.options] == [
+            (dns.edns.NSID, b"ns1")
+        ]
+        assert not ask(responder, "www.example.com.", use_edns=0).options
+
+
+def test_do_and_cd_are_copied_and_ad_is_not_set(responder: Responder) -> None:
+    query = dns.message.make_query("www.example.com.", "A", want_dnssec=True)
+    query.flags |= dns.flags.CD | dns.flags.AD
+    wire = responder.answer(query.to_wire(), Transport.UDP)
+    assert wire is not None
+    response = dns.message.from_wire(wire)
+    assert response.ednsflags & dns.flags.DO
+    assert response.flags & dns.flags.CD
+    assert not response.flags & dns.flags.AD

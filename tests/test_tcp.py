@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nameserver.net.tcp import Framer, FramingError, TcpConnection, frame
+from nameserver.net.tcp import Framer, TcpConnection, frame
 
 
 class TestFramer:
@@ -26,9 +26,11 @@ class TestFramer:
         assert framer.feed(b"\x00\x20") == []
         assert framer.feed(b"a" * 0x20) == [b"a" * 0x20]
 
-    def test_zero_length_is_an_error(self) -> None:
-        with pytest.raises(FramingError):
-            Framer().feed(frame(b"ok") + b"\x00\x00")
+    def test_zero_length_breaks_the_stream_after_the_messages_before_it(self) -> None:
+        framer = Framer()
+        assert framer.feed(frame(b"ok") + b"\x00\x00" + frame(b"never")) == [b"ok"]
+        assert framer.broken
+        assert framer.feed(frame(b"later")) == []
 
 
 @pytest.fixture
@@ -67,14 +69,15 @@ def test_peer_close_closes_after_the_replies(pair: tuple[socket.socket, socket.s
     assert connection.closed
 
 
-def test_zero_length_prefix_closes_the_connection(
+def test_zero_length_prefix_closes_the_connection_after_earlier_replies(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     server, client = pair
     connection = TcpConnection(server, upper, now=0.0)
-    client.sendall(b"\x00\x00")
+    client.sendall(frame(b"first") + b"\x00\x00" + frame(b"second"))
     connection.on_readable(now=1.0)
     assert connection.closed
+    assert client.recv(100) == frame(b"FIRST")
     assert client.recv(100) == b""
 
 

@@ -7,12 +7,9 @@ connection slot and nothing else: no call here ever waits.
 
 from __future__ import annotations
 
-import logging
 import socket
 import struct
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], "bytes | None"]
 
@@ -22,27 +19,26 @@ _RECEIVE_SIZE = 65536
 _OUTPUT_HIGH_WATER = 65536
 
 
-class FramingError(Exception):
-    """The byte stream cannot be a sequence of DNS messages; the connection must close."""
-
-
 class Framer:
     """Splits a TCP byte stream into DNS messages."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self.broken = False
 
     def feed(self, data: bytes) -> list[bytes]:
         """The complete messages that ``data`` finishes, in order.
 
-        A zero length prefix cannot introduce a DNS message (a header alone is 12 bytes).
+        A zero length prefix cannot introduce a DNS message (a header alone is 12 bytes): the
+        stream is :attr:`broken` from there on, and the messages before it still count.
         """
         self._buffer += data
         messages = []
-        while len(self._buffer) >= _LENGTH.size:
+        while not self.broken and len(self._buffer) >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(self._buffer)
             if length == 0:
-                raise FramingError("zero-length message")
+                self.broken = True
+                break
             end = _LENGTH.size + length
             if len(self._buffer) < end:
                 break
@@ -86,19 +82,14 @@ class TcpConnection:
             self.close()
             return
         self.last_activity = now
-        if not data:
+        for message in self._framer.feed(data):
+            reply = self.handler(message)
+            if reply is not None:
+                self._output += frame(reply)
+        # After a zero length prefix nothing more can be read as DNS: answer what came before
+        # it, then close, as at the client's end of stream.
+        if not data or self._framer.broken:
             self._peer_done = True
-        else:
-            try:
-                messages = self._framer.feed(data)
-            except FramingError as error:
-                log.debug("closing TCP connection: %s", error)
-                self.close()
-                return
-            for message in messages:
-                reply = self.handler(message)
-                if reply is not None:
-                    self._output += frame(reply)
         self.on_writable(now)
 
     def on_writable(self, now: float) -> None:

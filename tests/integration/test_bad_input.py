@@ -168,3 +168,72 @@ def test_stalled_tcp_clients_block_nobody(
             sock.close()
     assert_alive(bad_input_daemon)
     assert_no_traceback(bad_input_daemon, since=log_mark)
+
+
+def framed_query(qid: int) -> bytes:
+    message = header(qid=qid, flags=0x0100) + question()
+    return struct.pack("!H", len(message)) + message
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One length-prefixed reply; b"" when the server closed the connection instead."""
+    data = b""
+    while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
+        chunk = sock.recv(65535)
+        if not chunk:
+            return b""
+        data += chunk
+    return data[2:]
+
+
+def test_tcp_query_split_over_many_segments(
+    bad_input_daemon: Daemon, topology: netns.Topology
+) -> None:
+    """A query written a few bytes at a time (Nagle off) is reassembled and answered."""
+    target = target_of(topology, netns.V4_ALIASES[0], netns.V4_PRIMARY)
+
+    def exchange() -> bytes:
+        with connect_tcp(target, PROMPT) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = framed_query(0x5151)
+            sock.sendall(stream[:3])
+            # Half a query is pending on this connection while everyone else is served.
+            still_served(bad_input_daemon, topology)
+            for start in range(3, len(stream), 3):
+                sock.sendall(stream[start : start + 3])
+            return read_frame(sock)
+
+    reply = run_in_netns(target.netns, exchange)
+    assert struct.unpack("!HH", reply[:4]) == (0x5151, 0x8500), reply[:12].hex()
+
+
+@pytest.mark.parametrize(
+    "misbehaviour",
+    ["close-mid-message", "close-mid-length", "zero-length"],
+)
+def test_broken_tcp_streams_disturb_nobody(
+    bad_input_daemon: Daemon, topology: netns.Topology, misbehaviour: str
+) -> None:
+    """A connection closed half-way or sending a zero length prefix: the server drops that
+    connection (for zero length, it closes it without a reply) and serves everyone else."""
+    target = target_of(topology, netns.V6_SECOND, netns.V6_FIRST)
+    log_mark = len(bad_input_daemon.log())
+
+    def misbehave() -> bytes:
+        with connect_tcp(target, PROMPT) as sock:
+            if misbehaviour == "close-mid-message":
+                sock.sendall(framed_query(1)[:9])
+            elif misbehaviour == "close-mid-length":
+                sock.sendall(b"\x00")
+            else:
+                sock.sendall(framed_query(2) + b"\x00\x00" + framed_query(3))
+                return read_frame(sock) + b"|" + read_frame(sock)
+            return b""
+
+    seen = run_in_netns(target.netns, misbehave)
+    if misbehaviour == "zero-length":
+        first, _, after = seen.partition(b"|")
+        assert struct.unpack("!H", first[:2])[0] == 2, "the query before the 0 is answered"
+        assert after == b"", "nothing is read past a zero length prefix"
+    still_served(bad_input_daemon, topology)
+    assert_no_traceback(bad_input_daemon, since=log_mark)

@@ -221,7 +221,12 @@ class _Lookup:
         if wanted:
             self._add_addresses(wanted)
             return None
-        target = cname[0].target
+        return self._follow(cname[0].target)
+
+    def _follow(self, target: dns.name.Name) -> dns.name.Name | None:
+        """Where a CNAME leads next: nowhere when it was asked for, or leaves the zone."""
+        if self.question.qtype == dns.rdatatype.CNAME:
+            return None
         return target if target.is_subdomain(self.index.origin) else None
 
     def _matching(self, node: dns.node.Node) -> list[dns.rdataset.Rdataset]:
@@ -258,7 +263,7 @@ class _Lookup:
             return None
         synthesized = CNAME(IN, dns.rdatatype.CNAME, target)
         self.result.answer.append(dns.rrset.from_rdata(name, dname.ttl, synthesized))
-        return target if target.is_subdomain(self.index.origin) else None
+        return self._follow(target)
 
     def _refer(self, cut: dns.name.Name) -> None:
         """A referral: the child's NS, the DS or the proof there is none, and the glue."""

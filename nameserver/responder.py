@@ -24,7 +24,7 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from nameserver.config import ServerSettings
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
-from nameserver.zones import ZoneSet
+from nameserver.zones import HostedZone, ZoneSet
 
 _HEADER = struct.Struct("!HHHHHH")
 # The most we send over UDP and what we advertise: the DNS flag day 2020 value, which avoids
@@ -102,9 +102,13 @@ class Responder:
         question = query.question[0]
         if question.rdclass == dns.rdataclass.CH:
             return self._chaos_answer(question.name, question.rdtype)
-        if question.rdclass != dns.rdataclass.IN or question.rdtype in _TRANSFER_TYPES:
+        if question.rdclass != dns.rdataclass.IN:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
-        hosted = self.zones.find(question.name)
+        hosted = self._zone_for(question.name, question.rdtype)
+        if question.rdtype in _TRANSFER_TYPES:
+            # No transfers yet: refused for our zones, and not ours to give for the rest.
+            refusal = dns.rcode.NOTAUTH if hosted is None else dns.rcode.REFUSED
+            return Result(rcode=refusal, authoritative=False)
         if hosted is None:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
         wanted = Question(
@@ -113,6 +117,15 @@ class Responder:
             minimal_any=transport is Transport.UDP,
         )
         return lookup(self._indexes[hosted.origin], question.name, wanted)
+
+    def _zone_for(self, qname: dns.name.Name, qtype: int) -> HostedZone | None:
+        """The closest enclosing zone, except that DS at a hosted child's apex is the
+        parent's data (RFC 4035 §3.1.4.1) when we host the parent too."""
+        hosted = self.zones.find(qname)
+        if hosted is None or qtype != dns.rdatatype.DS or hosted.origin != qname:
+            return hosted
+        parent = None if qname == dns.name.root else self.zones.find(qname.parent())
+        return parent or hosted
 
     def _chaos_answer(self, qname: dns.name.Name, qtype: int) -> Result:
         """CH TXT about the server itself, where configured; REFUSED for the rest of CH."""

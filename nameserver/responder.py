@@ -35,6 +35,8 @@ UDP_PAYLOAD = 1232
 CLASSIC_UDP_LIMIT = 512
 TCP_LIMIT = 65535
 _TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+# Zone maintenance we do not allow anyone yet: refused with NOTAUTH, as Knot does without ACLs.
+_REFUSED_OPCODES = (dns.opcode.NOTIFY, dns.opcode.UPDATE)
 _AUTHORITATIVE_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN)
 _ANONYMOUS = ServerSettings()
 
@@ -93,6 +95,8 @@ class Responder:
 
     def _resolve(self, query: dns.message.Message, transport: Transport) -> Result:
         """Every header and question check, then the lookup; errors become an rcode."""
+        if query.opcode() in _REFUSED_OPCODES:
+            return Result(rcode=dns.rcode.NOTAUTH, authoritative=False)
         if query.opcode() != dns.opcode.QUERY:
             return Result(rcode=dns.rcode.NOTIMP, authoritative=False)
         if query.edns > 0:
@@ -104,11 +108,16 @@ class Responder:
             return self._chaos_answer(question.name, question.rdtype)
         if question.rdclass != dns.rdataclass.IN:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
-        hosted = self._zone_for(question.name, question.rdtype)
+        if question.rdtype == dns.rdatatype.AXFR and transport is Transport.UDP:
+            # RFC 5936 §4.2: AXFR is defined over TCP only.
+            return Result(rcode=dns.rcode.NOTIMP, authoritative=False)
         if question.rdtype in _TRANSFER_TYPES:
-            # No transfers yet: refused for our zones, and not ours to give for the rest.
-            refusal = dns.rcode.NOTAUTH if hosted is None else dns.rcode.REFUSED
-            return Result(rcode=refusal, authoritative=False)
+            # No transfers are allowed to anyone yet, which Knot also says with NOTAUTH.
+            return Result(rcode=dns.rcode.NOTAUTH, authoritative=False)
+        if question.rdtype == 0:
+            # TYPE 0 is reserved (RFC 6895 §3.1): no data can be asked for with it.
+            return Result(rcode=dns.rcode.NOTIMP, authoritative=False)
+        hosted = self._zone_for(question.name, question.rdtype)
         if hosted is None:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
         wanted = Question(
@@ -128,12 +137,15 @@ class Responder:
         return parent or hosted
 
     def _chaos_answer(self, qname: dns.name.Name, qtype: int) -> Result:
-        """CH TXT about the server itself, where configured; REFUSED for the rest of CH."""
+        """CH TXT about the server itself, where configured; REFUSED for the rest of CH.
+
+        No zone holds these names, so the answer is not authoritative (as Knot and NSD do).
+        """
         text = self._chaos.get(qname)
-        if text is None or qtype not in (dns.rdatatype.TXT, dns.rdatatype.ANY):
+        if text is None or qtype != dns.rdatatype.TXT:
             return Result(rcode=dns.rcode.REFUSED, authoritative=False)
         txt = TXT(dns.rdataclass.CH, dns.rdatatype.TXT, [text.encode()])
-        return Result(answer=[dns.rrset.from_rdata(qname, 0, txt)])
+        return Result(authoritative=False, answer=[dns.rrset.from_rdata(qname, 0, txt)])
 
     def _limit(self, query: dns.message.Message, transport: Transport) -> int:
         if transport is Transport.TCP:

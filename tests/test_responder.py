@@ -213,8 +213,22 @@ def test_other_classes_are_refused(responder: Responder, rdclass: str) -> None:
     assert response.rcode() == dns.rcode.REFUSED
 
 
-def test_zone_transfer_is_refused(responder: Responder) -> None:
-    assert ask(responder, "example.com.", "AXFR").rcode() == dns.rcode.REFUSED
+def test_zone_transfers_are_not_authorized(responder: Responder) -> None:
+    assert ask(responder, "example.com.", "AXFR").rcode() == dns.rcode.NOTIMP  # UDP
+    for qtype in ("AXFR", "IXFR"):
+        response = ask(responder, "example.com.", qtype, transport=Transport.TCP)
+        assert response.rcode() == dns.rcode.NOTAUTH
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.NOTIFY, dns.opcode.UPDATE])
+def test_notify_and_update_are_not_authorized(
+    responder: Responder, opcode: dns.opcode.Opcode
+) -> None:
+    query = dns.message.make_query("example.com.", "SOA")
+    query.set_opcode(opcode)
+    wire = responder.answer(query.to_wire(), Transport.UDP)
+    assert wire is not None
+    assert dns.message.from_wire(wire).rcode() == dns.rcode.NOTAUTH
 
 
 class TestHeaderChecks:
@@ -363,6 +377,7 @@ class TestServerIdentity:
     ) -> None:
         response = ask(responder, qname, "TXT", rdclass=dns.rdataclass.CH)
         assert response.rcode() == dns.rcode.NOERROR
+        assert not response.flags & dns.flags.AA
         [txt] = response.answer
         assert txt.rdclass == dns.rdataclass.CH
         assert [rdata.strings for rdata in txt] == [(text.encode(),)]

@@ -219,7 +219,7 @@ class _Lookup:
         if encloser is not None:
             self._prove(lambda chain: chain.wildcard_answer(name, encloser))
         if wanted:
-            self._add_addresses(wanted)
+            self.result.additional.extend(self._addresses(wanted))
             return None
         return self._follow(cname[0].target)
 
@@ -317,9 +317,6 @@ class _Lookup:
             if records is None or (owner, chain.rdtype, 0) in present:
                 continue
             self.result.authority.extend(self.index.signed(owner, records, True))
-
-    def _add_addresses(self, rdatasets: list[dns.rdataset.Rdataset]) -> None:
-        self.result.additional.extend(self._addresses(rdatasets))
 
     def _addresses(
         self, rdatasets: Iterable[dns.rdataset.Rdataset], below: dns.name.Name | None = None

@@ -407,3 +407,16 @@ def test_do_and_cd_are_copied_and_ad_is_not_set(responder: Responder) -> None:
     assert response.ednsflags & dns.flags.DO
     assert response.flags & dns.flags.CD
     assert not response.flags & dns.flags.AD
+
+
+def test_a_question_section_too_big_to_echo_leaves_the_header(responder: Responder) -> None:
+    """Found by the fuzzer: three 250-byte names asked at once cannot be echoed in 512 bytes."""
+    long_name = ".".join(["a" * 62] * 4) + "."
+    query = dns.message.make_query(long_name, "A")
+    query.question = query.question * 3
+    wire = responder.answer(query.to_wire(), Transport.UDP)
+    assert wire is not None
+    assert len(wire) <= 512
+    response = dns.message.from_wire(wire)
+    assert response.rcode() == dns.rcode.FORMERR
+    assert response.id == query.id

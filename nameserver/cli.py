@@ -10,12 +10,11 @@ import argparse
 import logging
 import sys
 
-from nameserver import __version__, systemd
+from nameserver import __version__
 from nameserver.config import Config, ConfigError, load_config
 from nameserver.net import pktinfo
 from nameserver.net.listeners import open_endpoints
-from nameserver.responder import Responder
-from nameserver.server import Server
+from nameserver.supervisor import Supervisor, drop_privileges
 from nameserver.zones import ZoneError, ZoneSet, load_zones
 
 log = logging.getLogger("nameserverd")
@@ -71,18 +70,16 @@ def _serve(config: Config, zones: ZoneSet) -> int:
     except OSError as error:
         log.error("%s", error.strerror or error)
         return 1
-    server = Server(endpoints, Responder(zones, config.server), layout)
     try:
         for endpoint in endpoints:
             log.info("listening on %s", endpoint.name)
-        status = ", ".join(f"{hosted.origin} serial {hosted.serial}" for hosted in zones)
-        log.info("serving %s", status)
-        systemd.notify(f"READY=1\nSTATUS=serving {status}")
-        server.run()
-        systemd.notify("STOPPING=1")
+        drop_privileges(settings)
+        status = Supervisor(config, zones, endpoints, layout).run()
+    except OSError as error:
+        log.error("cannot become %s: %s", settings.user or settings.group, error)
+        return 1
     finally:
-        server.close()
         for endpoint in endpoints:
             endpoint.sock.close()
     log.info("stopped")
-    return 0
+    return status

@@ -11,9 +11,11 @@ is left out. Adding a setting is adding one field; a section is one dataclass an
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import pathlib
+import pwd
 from collections.abc import Callable, Hashable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, NamedTuple, TypeVar
@@ -125,6 +127,34 @@ def _text(node: yaml.Node, base: pathlib.Path) -> str:
     if not 1 <= len(text.encode()) <= 255:
         raise _Invalid.at(node, "expected 1 to 255 bytes of text (one TXT string)")
     return text
+
+
+def _workers(node: yaml.Node, base: pathlib.Path) -> int:
+    """``auto`` is one worker per CPU this process may run on."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str" and node.value == "auto":
+        return len(os.sched_getaffinity(0))
+    count = _scalar(node, "int", "auto or a number of workers")
+    if not 1 <= count <= 256:
+        raise _Invalid.at(node, f"{count} workers is outside 1..256")
+    return count
+
+
+def _user(node: yaml.Node, base: pathlib.Path) -> str:
+    name = _scalar(node, "str", "a user name")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise _Invalid.at(node, f"no user {name!r} on this system") from None
+    return name
+
+
+def _group(node: yaml.Node, base: pathlib.Path) -> str:
+    name = _scalar(node, "str", "a group name")
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        raise _Invalid.at(node, f"no group {name!r} on this system") from None
+    return name
 
 
 def _port(node: yaml.Node, base: pathlib.Path) -> int:
@@ -243,6 +273,11 @@ class ServerSettings:
     identity: str | None = field(default=None, metadata={"parse": _text})
     version: str | None = field(default=None, metadata={"parse": _text})
     nsid: str | None = field(default=None, metadata={"parse": _text})
+    # Processes: a supervisor and this many workers sharing the sockets it opened.
+    workers: int = field(default=1, metadata={"parse": _workers})
+    # Started as root, every process drops to these after the sockets are open.
+    user: str | None = field(default=None, metadata={"parse": _user})
+    group: str | None = field(default=None, metadata={"parse": _group})
 
 
 @dataclass(frozen=True)

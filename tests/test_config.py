@@ -1,5 +1,6 @@
 """nameserver.config: the example loads, defaults apply, and every mistake is named precisely."""
 
+import os
 from pathlib import Path
 
 import dns.name
@@ -105,10 +106,10 @@ def test_empty_file_lacks_zones(folder: Path) -> None:
     [
         ("verbose: true\n" + ZONES, 1, "verbose", "server, zones"),
         (
-            "server:\n  workers: 4\n" + ZONES,
+            "server:\n  threads: 4\n" + ZONES,
             2,
-            "server.workers",
-            "listen, port, ipv6_only, identity, version, nsid",
+            "server.threads",
+            "listen, port, ipv6_only, identity, version, nsid, workers, user, group",
         ),
         (ZONES + "    serial: 1\n", 4, "zones[0].serial", "name, file"),
     ],
@@ -140,6 +141,13 @@ def test_key_given_twice(folder: Path) -> None:
         ("listen: [localhost]", "server.listen[0]: 'localhost' is not an IP address"),
         ("listen: [53]", "server.listen[0]: expected an IP address, got the integer 53"),
         ('listen: ["::", "::0"]', "server.listen[1]: :: is listed twice (first at line 2)"),
+        ("workers: 0", "server.workers: 0 workers is outside 1..256"),
+        (
+            "workers: many",
+            "server.workers: expected auto or a number of workers, got the string 'many'",
+        ),
+        ("user: no-such-user-here", "server.user: no user 'no-such-user-here' on this system"),
+        ("group: no-such-group-here", "server.group: no group 'no-such-group-here' on this system"),
     ],
 )
 def test_bad_server_setting(folder: Path, setting: str, problem: str) -> None:
@@ -213,7 +221,12 @@ zones:
         f"{path}:2: server.listen[1]: '192.0.2.300' is not an IP address",
         f"{path}:3: server.port: expected a port number, got the boolean true",
         f"{path}:4: server.colour: unknown key; allowed: "
-        "listen, port, ipv6_only, identity, version, nsid",
+        "listen, port, ipv6_only, identity, version, nsid, workers, user, group",
         f"{path}:7: zones[0].file: zone file {folder}/nowhere.zone does not exist or is not a file",
         f"{path}:8: zones[1].name: required, but missing",
     ]
+
+
+def test_workers_auto_is_one_per_usable_cpu(folder: Path) -> None:
+    config = load_config(write(folder, "server:\n  workers: auto\n" + ZONES))
+    assert config.server.workers == len(os.sched_getaffinity(0))

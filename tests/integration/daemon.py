@@ -57,14 +57,16 @@ def write_config(
     ipv6_only: bool,
     listen: tuple[str, ...] = ("::",),
     zones: dict[str, Path] | None = None,
+    **server: Any,
 ) -> Path:
     """Write a nameserverd YAML config to ``path`` and return it.
 
     ``zones`` maps zone names to files; the default serves the suite's ``example.com.`` zone.
+    Further keyword arguments are more ``server:`` settings (``workers=2``, ``user=...``).
     """
     zones = zones if zones is not None else {"example.com.": EXAMPLE_ZONE}
     document: dict[str, Any] = {
-        "server": {"listen": list(listen), "port": port, "ipv6_only": ipv6_only},
+        "server": {"listen": list(listen), "port": port, "ipv6_only": ipv6_only, **server},
         "zones": [{"name": name, "file": str(file)} for name, file in zones.items()],
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -103,8 +105,12 @@ class NotifyEndpoint:
         path.unlink(missing_ok=True)
         self.path = path
         self.messages: list[dict[str, str]] = []
+        self._arrived = threading.Condition()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(path))
+        # Writable by anyone, like systemd's own: a daemon that dropped privileges still
+        # reports (connecting to a socket file needs write permission on it).
+        path.chmod(0o666)
         self._stop = threading.Event()
         self._drainer: threading.Thread | None = None
 
@@ -140,11 +146,30 @@ class NotifyEndpoint:
     def _drain(self) -> None:
         while not self._stop.is_set():
             try:
-                self.messages.append(_notify_fields(self._sock.recv(65536)))
+                fields = _notify_fields(self._sock.recv(65536))
             except TimeoutError:
                 continue
             except OSError:
                 return
+            with self._arrived:
+                self.messages.append(fields)
+                self._arrived.notify_all()
+
+    def wait_for(self, key: str, value: str, after: int, timeout: float) -> dict[str, str]:
+        """The first message past index ``after`` with ``key=value``, as the daemon sends it.
+
+        This is how tests wait for a reload to finish: RELOADING=1, then READY=1.
+        """
+
+        def found() -> dict[str, str] | None:
+            return next((m for m in self.messages[after:] if m.get(key) == value), None)
+
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: found() is not None, timeout):
+                raise DaemonError(f"no {key}={value} within {timeout}s: {self.messages[after:]}")
+            message = found()
+        assert message is not None
+        return message
 
     def close(self) -> None:
         """Stop listening; a daemon notifying after this gets ECONNREFUSED."""

@@ -10,31 +10,34 @@ import argparse
 import logging
 import sys
 
-from nameserver import __version__
-from nameserver.config import Config, ConfigError, load_config
+from nameserver import __version__, logs
+from nameserver.config import Config, LoadError, LogSettings, load_config
 from nameserver.net import pktinfo
 from nameserver.net.listeners import open_endpoints
 from nameserver.supervisor import Supervisor, drop_privileges
-from nameserver.zones import ZoneError, ZoneSet, load_zones
+from nameserver.zones import ZoneSet, load_zones
 
 log = logging.getLogger("nameserverd")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logs.configure(LogSettings())
     try:
         config = load_config(args.config)
         zones = load_zones(config.zones)
-    except (ConfigError, ZoneError) as error:
+    except LoadError as error:
         for line in error.errors:
             print(line, file=sys.stderr)
         return 1
     if args.check:
         print(_describe(config, zones))
         return 0
+    try:
+        logs.configure(config.log)
+    except OSError as error:
+        log.error("cannot open the log file: %s", error)
+        return 1
     return _serve(config, zones)
 
 

@@ -157,6 +157,20 @@ def _group(node: yaml.Node, base: pathlib.Path) -> str:
     return name
 
 
+def _host_port(node: yaml.Node, base: pathlib.Path) -> tuple[str, int]:
+    """``127.0.0.1:9153`` or ``[::1]:9153``: where an HTTP endpoint listens."""
+    text = _scalar(node, "str", "an address:port")
+    host, _, port = text.rpartition(":")
+    try:
+        address = str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")))
+        number = int(port)
+    except ValueError:
+        raise _Invalid.at(node, f"{text!r} is not an address:port like 127.0.0.1:9153") from None
+    if not 1 <= number <= 65535:
+        raise _Invalid.at(node, f"port {number} is outside 1..65535")
+    return address, number
+
+
 def _port(node: yaml.Node, base: pathlib.Path) -> int:
     port = _scalar(node, "int", "a port number")
     if not 1 <= port <= 65535:
@@ -186,6 +200,32 @@ def _zone_file(node: yaml.Node, base: pathlib.Path) -> pathlib.Path:
     path = base / _scalar(node, "str", "a file name")
     if not path.is_file():
         raise _Invalid.at(node, f"zone file {path} does not exist or is not a file")
+    return path
+
+
+def _choice(*words: str) -> _Parse[str]:
+    """Parser for one of a few words; the error lists them all, so it holds the fix."""
+    expected = f"one of {', '.join(words)}"
+
+    def parse(node: yaml.Node, base: pathlib.Path) -> str:
+        word = _scalar(node, "str", expected)
+        if word not in words:
+            raise _Invalid.at(node, f"expected {expected}, got {word!r}")
+        return word
+
+    return parse
+
+
+def _log_file(node: yaml.Node, base: pathlib.Path) -> pathlib.Path | None:
+    """``null``, the default written out, is stderr. The folder must exist: the daemon creates
+    the file, not folders, and ``--check`` should find a typo before a start does."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null":
+        return None
+    path = base / _scalar(node, "str", "a file name or null")
+    if path.is_dir():
+        raise _Invalid.at(node, f"{path} is a folder, not a file")
+    if not path.parent.is_dir():
+        raise _Invalid.at(node, f"folder {path.parent} does not exist")
     return path
 
 
@@ -288,6 +328,27 @@ class ZoneSettings:
     file: pathlib.Path = field(metadata={"parse": _zone_file})
 
 
+@dataclass(frozen=True)
+class LogSettings:
+    """What the daemon logs and where: ``file`` ``None`` is stderr, which systemd hands to the
+    journal."""
+
+    level: str = field(
+        default="info", metadata={"parse": _choice("debug", "info", "warning", "error")}
+    )
+    format: str = field(default="text", metadata={"parse": _choice("text", "json")})
+    # One line per answered query, whatever ``level`` says.
+    queries: bool = field(default=False, metadata={"parse": _boolean})
+    file: pathlib.Path | None = field(default=None, metadata={"parse": _log_file})
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics over HTTP, served by the supervisor; off unless ``listen`` is set."""
+
+    listen: tuple[str, int] | None = field(default=None, metadata={"parse": _host_port})
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration file.
@@ -302,6 +363,10 @@ class Config:
     )
     zones: tuple[ZoneSettings, ...] = field(
         metadata={"parse": _sequence(_section(ZoneSettings), identity=lambda zone: zone.name)}
+    )
+    log: LogSettings = field(default=LogSettings(), metadata={"parse": _section(LogSettings)})
+    metrics: MetricsSettings = field(
+        default=MetricsSettings(), metadata={"parse": _section(MetricsSettings)}
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import NamedTuple
 
 import dns.edns
 import dns.exception
@@ -46,6 +47,14 @@ class Transport(enum.Enum):
     TCP = "tcp"
 
 
+class Outcome(NamedTuple):
+    """A response and the facts about it that are counted and logged."""
+
+    wire: bytes
+    rcode: int
+    question: dns.rrset.RRset | None = None
+
+
 class Responder:
     """Answers queries from one generation of zone data."""
 
@@ -63,6 +72,12 @@ class Responder:
 
     def answer(self, wire: bytes, transport: Transport) -> bytes | None:
         """The response to ``wire``, or ``None`` when nothing must be sent back."""
+        outcome = self.respond(wire, transport)
+        return None if outcome is None else outcome.wire
+
+    def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
+        """:meth:`answer` with what metrics and the query log want to know of it, which the
+        server would otherwise have to parse back out of the bytes."""
         if len(wire) < _HEADER.size:
             return None
         query_id, flags = _HEADER.unpack_from(wire)[:2]
@@ -71,10 +86,10 @@ class Responder:
         try:
             query = dns.message.from_wire(wire)
         except dns.message.UnknownTSIGKey:
-            return _header_only(query_id, flags, dns.rcode.NOTAUTH)
+            return Outcome(_header_only(query_id, flags, dns.rcode.NOTAUTH), dns.rcode.NOTAUTH)
         except Exception:
             # Whatever dnspython cannot parse is a format error to the client (RFC 1035 §4.1.1).
-            return _header_only(query_id, flags, dns.rcode.FORMERR)
+            return Outcome(_header_only(query_id, flags, dns.rcode.FORMERR), dns.rcode.FORMERR)
         response = dns.message.make_response(query)
         # RFC 4035 §3.1.6 and §3.2.1: CD is copied; RFC 3225 §3: so is DO. Other EDNS flags
         # and options are not echoed (RFC 6891 §6.1.4); NSID is ours to add (RFC 5001 §2.1).
@@ -91,7 +106,9 @@ class Responder:
         response.answer = result.answer
         response.authority = result.authority
         response.additional = result.additional
-        return _render(response, result.required_additional, self._limit(query, transport))
+        rendered = _render(response, result.required_additional, self._limit(query, transport))
+        question = query.question[0] if len(query.question) == 1 else None
+        return Outcome(rendered, result.rcode, question)
 
     def _resolve(self, query: dns.message.Message, transport: Transport) -> Result:
         """Every header and question check, then the lookup; errors become an rcode."""

@@ -7,19 +7,25 @@ in hand; the wakeup file descriptor makes the stop immediate instead of at the n
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import selectors
 import signal
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 
-from nameserver.net import pktinfo
+import dns.rcode
+import dns.rdatatype
+
+from nameserver import logs
+from nameserver.logs import QueryLog
+from nameserver.metrics import WorkerStats
+from nameserver.net import Handler, pktinfo
 from nameserver.net.listeners import Endpoint
-from nameserver.net.tcp import Handler, TcpConnection
+from nameserver.net.tcp import TcpConnection
 from nameserver.net.udp import UdpEndpoint
-from nameserver.responder import Responder, Transport
+from nameserver.responder import Outcome, Responder, Transport
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +43,24 @@ class Server:
     """Serves ``endpoints`` with ``responder`` until :meth:`stop` or SIGTERM/SIGINT."""
 
     def __init__(
-        self, endpoints: list[Endpoint], responder: Responder, layout: pktinfo.Layout
+        self,
+        endpoints: list[Endpoint],
+        responder: Responder,
+        layout: pktinfo.Layout,
+        report: Callable[[WorkerStats], None] | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
         self.responder = responder
-        self.drops: Counter[str] = Counter()
+        self.query_log = query_log or QueryLog(enabled=False)
+        self.stats = WorkerStats()
+        self.drops = self.stats.drops
+        self._report = report
+        self._last_report = time.monotonic()
         self.connections: dict[socket.socket, TcpConnection] = {}
         self._selector = selectors.DefaultSelector()
         self._running = False
         self._stop_signal: signal.Signals | None = None
+        self._reopen_logs = False
         self._wakeup_read, self._wakeup_write = socket.socketpair()
         for sock in (self._wakeup_read, self._wakeup_write):
             sock.setblocking(False)
@@ -62,12 +78,20 @@ class Server:
         """Serve until stopped; signal handlers are ours for that long."""
         self._running = True
         previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in _STOP_SIGNALS}
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_reopen_signal)
         previous_wakeup = signal.set_wakeup_fd(self._wakeup_write.fileno())
         try:
             while self._running:
                 for key, mask in self._selector.select(timeout=_TICK):
                     key.data(mask, time.monotonic())
-                self._close_idle(time.monotonic())
+                now = time.monotonic()
+                self._close_idle(now)
+                if self._reopen_logs:
+                    self._reopen_logs = False
+                    logs.reopen()
+                if self._report is not None and now - self._last_report >= _TICK:
+                    self._report(self.stats)
+                    self._last_report = now
         finally:
             if self._stop_signal is not None:
                 log.info("%s received, stopping", self._stop_signal.name)
@@ -82,9 +106,14 @@ class Server:
         """Close every connection and the loop's own sockets; listeners belong to the caller."""
         for connection in list(self.connections.values()):
             self._forget(connection)
+        if self._report is not None:
+            self._report(self.stats)
         self._selector.close()
         self._wakeup_read.close()
         self._wakeup_write.close()
+
+    def _on_reopen_signal(self, _signum: int, _frame: object) -> None:
+        self._reopen_logs = True
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         # Only a flag: logging here could re-enter a logging call the signal interrupted.
@@ -101,15 +130,38 @@ class Server:
     def _guarded(self, transport: Transport) -> Handler:
         """The responder for one transport, with bugs contained to the query that found them."""
 
-        def handle(wire: bytes) -> bytes | None:
+        def handle(wire: bytes, peer: tuple, local: bytes) -> bytes | None:
+            started = time.perf_counter()
             try:
-                return self.responder.answer(wire, transport)
+                outcome = self.responder.respond(wire, transport)
             except Exception:
                 log.exception("internal error answering a %s query", transport.value)
                 self.drops["internal_error"] += 1
                 return None
+            if outcome is None:
+                return None
+            seconds = time.perf_counter() - started
+            self.stats.record(transport.value, local, outcome, seconds)
+            if self.query_log.enabled:
+                self._log_query(transport, peer, local, outcome, seconds)
+            return outcome.wire
 
         return handle
+
+    def _log_query(
+        self, transport: Transport, peer: tuple, local: bytes, outcome: Outcome, seconds: float
+    ) -> None:
+        question = outcome.question
+        self.query_log.record(
+            client=peer[0],
+            local=str(ipaddress.ip_address(local)),
+            transport=transport.value,
+            qname="-" if question is None else question.name.to_text(),
+            qtype="-" if question is None else dns.rdatatype.to_text(question.rdtype),
+            rcode=dns.rcode.to_text(outcome.rcode),
+            size=len(outcome.wire),
+            microseconds=round(seconds * 1e6),
+        )
 
     def _acceptor(self, listener: socket.socket) -> Dispatch:
         handler = self._guarded(Transport.TCP)

@@ -24,9 +24,13 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
-from nameserver import systemd
+from prometheus_client import CollectorRegistry, start_http_server
+
+from nameserver import logs, metrics, systemd
 from nameserver.config import Config, LoadError, ServerSettings, load_config
+from nameserver.logs import QueryLog
 from nameserver.net import pktinfo
 from nameserver.net.listeners import Endpoint
 from nameserver.responder import Responder
@@ -41,7 +45,7 @@ WORKER_BOOT_ERROR = 3
 # How long stopping workers may finish what they are doing before they are killed.
 GRACEFUL_TIMEOUT = 5.0
 _TICK = 1.0
-_HANDLED = ("HUP", "TERM", "INT", "CHLD")
+_HANDLED = ("HUP", "TERM", "INT", "CHLD", "USR1")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class Supervisor:
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stopping = False
         self._exit_status = 0
+        self.totals = metrics.Totals()
+        self._reports: dict[int, int] = {}  # read end of a worker's metrics pipe -> its pid
+        self._http: WSGIServer | None = None
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; the exit status of the whole server."""
@@ -76,6 +83,7 @@ class Supervisor:
         signal.set_wakeup_fd(wakeup_write)
         for name in _HANDLED:
             signal.signal(getattr(signal, f"SIG{name}"), self._queue_signal)
+        self._serve_metrics()
         self._spawn_missing()
         systemd.notify(f"READY=1\nSTATUS=serving {self.generation.status()}")
         log.info("serving %s with %d worker(s)", self.generation.status(), self._wanted())
@@ -86,14 +94,37 @@ class Supervisor:
         self._stop_workers(list(self.workers))
         os.close(wakeup_read)
         os.close(wakeup_write)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
         return self._exit_status
+
+    def _serve_metrics(self) -> None:
+        listen = self.generation.config.metrics.listen
+        if listen is None:
+            return
+        registry = CollectorRegistry()
+        registry.register(metrics.Collector(self.totals, self._state))
+        self._http, _thread = start_http_server(listen[1], listen[0], registry)
+        log.info("metrics on http://%s/metrics", _host_port(*listen))
+
+    def _state(self) -> metrics.ServerState:
+        """What the supervisor itself reports; called from the metrics HTTP thread."""
+        generation = self.generation
+        current = sum(1 for n in list(self.workers.values()) if n == generation.number)
+        zones = [(str(z.origin), z.serial, z.records) for z in generation.zones]
+        return metrics.ServerState(zones, self.reloads, current)
 
     def _queue_signal(self, signum: int, _frame: object) -> None:
         # Nothing else here: the loop does the work, outside any interrupted call.
         self._signals.put_nowait(signum)
 
     def _wait_for_signal(self) -> None:
-        select.select([self._wakeup[0]], [], [], _TICK)
+        """Sleep until a signal or a worker's report arrives, at most a tick."""
+        readable, _, _ = select.select([self._wakeup[0], *self._reports], [], [], _TICK)
+        for fd in readable:
+            if fd in self._reports:
+                self._read_report(fd)
         try:
             while os.read(self._wakeup[0], 64):
                 pass
@@ -118,6 +149,10 @@ class Supervisor:
             log.error("reload failed: still serving %s", current.status())
             systemd.notify(f"READY=1\nSTATUS=reload failed, serving {current.status()}")
             return
+        try:
+            logs.configure(config.log)
+        except OSError as error:
+            log.error("reload: cannot open the new log file, keeping the old one: %s", error)
         if _listening(config.server) != _listening(current.config.server):
             log.warning("listen, port and ipv6_only changes take effect at the next restart")
         self.reloads["success"] += 1
@@ -127,6 +162,12 @@ class Supervisor:
         self._stop_workers(old)
         log.info("reloaded: serving %s", self.generation.status())
         systemd.notify(f"READY=1\nSTATUS=serving {self.generation.status()}")
+
+    def handle_usr1(self) -> None:
+        """Reopen the log file (logrotate's postrotate), here and in every worker."""
+        logs.reopen()
+        for pid in list(self.workers):
+            _signal(pid, signal.SIGUSR1)
 
     def handle_term(self) -> None:
         log.info("SIGTERM received, stopping")
@@ -156,6 +197,18 @@ class Supervisor:
             elif number == self.generation.number:
                 log.warning("worker %d ended (%s); starting another", pid, _describe(code))
 
+    def _read_report(self, fd: int) -> None:
+        """Take what a worker's pipe holds; at its end the worker's totals are final."""
+        pid = self._reports[fd]
+        try:
+            while data := os.read(fd, 65536):
+                self.totals.feed(pid, data)
+        except BlockingIOError:
+            return
+        self.totals.ended(pid)
+        del self._reports[fd]
+        os.close(fd)
+
     def _wanted(self) -> int:
         return self.generation.config.server.workers
 
@@ -164,25 +217,39 @@ class Supervisor:
             return
         current = [n for n in self.workers.values() if n == self.generation.number]
         for _ in range(self._wanted() - len(current)):
+            report_read, report_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             pid = os.fork()
             if pid == 0:
-                self._be_worker()
+                os.close(report_read)
+                self._be_worker(report_write)
+            os.close(report_write)
+            self._reports[report_read] = pid
             self.workers[pid] = self.generation.number
 
-    def _be_worker(self) -> None:
-        """The child side of a fork; never returns."""
+    def _be_worker(self, report: int) -> None:
+        """The child side of a fork; never returns. ``report`` is its metrics pipe."""
         status = WORKER_BOOT_ERROR
         try:
             signal.set_wakeup_fd(-1)
-            for fd in self._wakeup:
+            for fd in (*self._wakeup, *self._reports):
                 os.close(fd)
+            if self._http is not None:
+                self._http.socket.close()
             for name in _HANDLED:
                 signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
             # Reloads are the supervisor's business; a worker keeps the data it was born with.
+            # USR1 (reopen logs) waits for the server loop's own handler.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             generation = self.generation
             responder = Responder(generation.zones, generation.config.server)
-            server = Server(self.endpoints, responder, self.layout)
+            server = Server(
+                self.endpoints,
+                responder,
+                self.layout,
+                metrics.snapshot_sender(report),
+                QueryLog(generation.config.log.queries),
+            )
             status = 1
             server.run()
             server.close()
@@ -240,6 +307,10 @@ def drop_privileges(settings: ServerSettings) -> None:
     if user is not None:
         os.setuid(user.pw_uid)
     log.info("running as uid %d gid %d", os.getuid(), os.getgid())
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _listening(settings: ServerSettings) -> tuple[object, ...]:

@@ -104,7 +104,7 @@ def test_empty_file_lacks_zones(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "line", "key", "allowed"),
     [
-        ("verbose: true\n" + ZONES, 1, "verbose", "server, zones"),
+        ("verbose: true\n" + ZONES, 1, "verbose", "server, zones, log, metrics"),
         (
             "server:\n  threads: 4\n" + ZONES,
             2,

@@ -35,14 +35,18 @@ class TestFramer:
 
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    server, client = socket.socketpair()
+    """Both ends of a loopback TCP connection (the connection reads its addresses)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2])
+        server, _ = listener.accept()
     client.settimeout(1.0)
     yield server, client
     server.close()
     client.close()
 
 
-def upper(message: bytes) -> bytes | None:
+def upper(message: bytes, peer: tuple, local: bytes) -> bytes | None:
+    assert (peer[0], local) == ("127.0.0.1", b"\x7f\x00\x00\x01")
     return None if message == b"quiet" else message.upper()
 
 

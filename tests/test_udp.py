@@ -29,8 +29,9 @@ def endpoints(request: pytest.FixtureRequest) -> Iterator[list[Endpoint]]:
         endpoint.sock.close()
 
 
-def echo(data: bytes) -> bytes:
-    return b"re:" + data
+def echo(data: bytes, peer: tuple, local: bytes) -> bytes:
+    """Replies with the local address it was told, so tests see what the handler saw."""
+    return local + b":" + data
 
 
 def serve_one(endpoints: list[Endpoint], drops: Counter[str]) -> None:
@@ -67,7 +68,7 @@ def test_reply_leaves_from_the_queried_address(
     with client(server, port, source) as sock:
         sock.send(b"hello")
         serve_one(endpoints, drops)
-        assert sock.recv(100) == b"re:hello"
+        assert sock.recv(100) == ipaddress.ip_address(server).packed + b":hello"
     assert not drops
 
 

@@ -1,1 +1,7 @@
 """The network shell: sockets, ancillary data and framing. Nothing here knows DNS."""
+
+from collections.abc import Callable
+
+# What the network layer hands every query to: the query's bytes, the peer's address tuple (as
+# the socket API gives it) and the packed local address it was sent to; the reply, or None.
+Handler = Callable[[bytes, tuple, bytes], "bytes | None"]

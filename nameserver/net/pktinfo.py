@@ -144,6 +144,15 @@ def control(address: bytes, family: int, layout: Layout) -> AncData:
     return [(socket.IPPROTO_IP, layout.ip_send_type, data)]
 
 
+def packed_address(host: str) -> bytes:
+    """A host string of the socket API as :class:`Destination` packs addresses: unmapped, and
+    without a scope (``fe80::1%eth0``). For addresses known without pktinfo, as a TCP peer's."""
+    host = host.split("%", 1)[0]
+    if ":" in host:
+        return _unmap(socket.inet_pton(socket.AF_INET6, host))
+    return socket.inet_pton(socket.AF_INET, host)
+
+
 def _parse_ipv4(data: bytes, layout: Layout) -> Destination | None:
     if layout.ip_full_pktinfo:
         if len(data) < _IN_PKTINFO.size:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
 
-Handler = Callable[[bytes], "bytes | None"]
+from nameserver.net import Handler, pktinfo
 
 _LENGTH = struct.Struct("!H")
 _RECEIVE_SIZE = 65536
@@ -59,6 +58,10 @@ class TcpConnection:
         sock.setblocking(False)
         self.sock = sock
         self.handler = handler
+        # A connected socket knows both ends; no ancillary data is needed (RFC 7766 keeps the
+        # reply on the connection).
+        self.peer = sock.getpeername()
+        self.local = pktinfo.packed_address(sock.getsockname()[0])
         self.last_activity = now
         self.closed = False
         self._framer = Framer()
@@ -83,7 +86,7 @@ class TcpConnection:
             return
         self.last_activity = now
         for message in self._framer.feed(data):
-            reply = self.handler(message)
+            reply = self.handler(message, self.peer, self.local)
             if reply is not None:
                 self._output += frame(reply)
         # After a zero length prefix nothing more can be read as DNS: answer what came before

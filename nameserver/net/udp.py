@@ -11,13 +11,11 @@ import errno
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
 
-from nameserver.net import pktinfo
+from nameserver.net import Handler, pktinfo
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[bytes], "bytes | None"]
 
 # Largest UDP payload; anything bigger is cut by the kernel and flagged MSG_TRUNC.
 _MAX_DATAGRAM = 65535
@@ -46,6 +44,8 @@ class UdpEndpoint:
         self.handler = handler
         self.layout = layout
         self.drops = drops
+        # Where a datagram went when the kernel does not say: the address the socket is bound to.
+        self._bound = pktinfo.packed_address(sock.getsockname()[0])
 
     def on_readable(self) -> None:
         """Serve the datagrams already queued, up to a burst."""
@@ -71,7 +71,8 @@ class UdpEndpoint:
         if reason is not None:
             self.drops[reason] += 1
             return
-        reply = self.handler(data)
+        local = self._bound if destination is None else destination.address
+        reply = self.handler(data, peer, local)
         if reply is None:
             self.drops["no_reply"] += 1
             return

@@ -12,6 +12,7 @@ import signal
 import socket
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,61 @@ def test_a_taken_port_stops_the_start_once(
     ):
         pass
     assert "Address already in use" in str(failure.value)
+
+
+METRICS_PORT = 9353
+
+
+def scrape(topology: netns.Topology) -> dict[str, float]:
+    """/metrics inside the server namespace, as {sample line without value: value}."""
+
+    def fetch() -> str:
+        url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+
+    samples = {}
+    for line in run_in_netns(topology.server, fetch).splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def total(samples: dict[str, float], prefix: str) -> float:
+    return sum(value for name, value in samples.items() if name.startswith(prefix))
+
+
+def test_metrics_add_up_across_workers(
+    topology: netns.Topology, mode: str, tmp_path: Path, zone: Path
+) -> None:
+    """Every answered query is counted once, whichever worker answered it; reloads too."""
+    config = write_config(
+        tmp_path / "nameserverd.yaml",
+        port=PORT,
+        ipv6_only=MODES[mode],
+        zones={"example.com.": zone},
+        workers=2,
+    )
+    with config.open("a") as text:
+        text.write(f'metrics:\n  listen: "127.0.0.1:{METRICS_PORT}"\n')
+    with running_daemon(topology.server, config, tmp_path, PORT) as daemon:
+        www(daemon, topology, WWW_A, times=30)
+        target = Target(topology.server, netns.V6_SECOND, PORT, netns.V6_FIRST)
+        for _ in range(10):
+            CLIENTS["dnspython"].ask(target, WWW, "AAAA", tcp=True)
+        reload(daemon)  # the old generation's final reports must still count
+        # Workers report about once a second: wait for the sum, bounded.
+        wait_until(
+            lambda: total(scrape(topology), "nameserver_queries_total") == 40,
+            5.0,
+            "40 queries in nameserver_queries_total",
+        )
+        samples = scrape(topology)
+        assert total(samples, "nameserver_responses_total") == 40
+        assert samples['nameserver_local_address_queries_total{address="127.0.0.53"}'] == 30
+        assert samples['nameserver_local_address_queries_total{address="fd53::2"}'] == 10
+        assert samples['nameserver_queries_total{family="ipv6",qtype="AAAA",transport="tcp"}'] == 10
+        assert samples['nameserver_reloads_total{result="success"}'] == 1
+        assert samples["nameserver_workers"] == 2
+        assert samples["nameserver_query_duration_seconds_count"] == 40

@@ -231,6 +231,12 @@ def test_metrics_add_up_across_workers(
         assert samples['nameserver_reloads_total{result="success"}'] == 1
         assert samples["nameserver_workers"] == 2
         assert samples["nameserver_query_duration_seconds_count"] == 40
+        assert samples['nameserver_zone_serial{zone="example.com."}'] == 2026112501
+        zone.write_text(zone.read_text() + "broken IN A not-an-address\n")
+        reload(daemon)
+        samples = scrape(topology)
+        assert samples['nameserver_reloads_total{result="failure"}'] == 1
+        assert samples['nameserver_reloads_total{result="success"}'] == 1
 
 
 def test_query_log_names_the_local_address_and_survives_rotation(

@@ -83,6 +83,10 @@ class ZoneIndex:
         self.existing = frozenset(_with_ancestors(self._nodes, self.origin))
         self.cuts = frozenset(self._owners_of(dns.rdatatype.NS) - {self.origin})
         self.dnames = frozenset(self._owners_of(dns.rdatatype.DNAME))
+        # The same facts as lower-case wire names, for the responder's fast path, which
+        # answers from the query's bytes without making dnspython names.
+        self.existing_wire = frozenset(_wire(name) for name in self.existing)
+        self.obstructions_wire = frozenset(_wire(name) for name in self.cuts | self.dnames)
         soa = self.rdataset(self.origin, dns.rdatatype.SOA)
         assert soa is not None, "zones are checked for an apex SOA when loaded"
         self.negative_ttl = min(soa.ttl, soa[0].minimum)
@@ -347,6 +351,11 @@ def _with_ancestors(
         while name != origin:
             yield name
             name = name.parent()
+
+
+def _wire(name: dns.name.Name) -> bytes:
+    """A name as uncompressed wire bytes in lower case, as a query's are after ``.lower()``."""
+    return name.to_wire().lower()
 
 
 def _rdtype(rdataset: dns.rdataset.Rdataset) -> int:

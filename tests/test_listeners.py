@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import free_port
@@ -100,3 +103,16 @@ def test_without_ipv6_the_wildcard_falls_back_to_ipv4(
     opened.append(endpoints)
     assert summary(endpoints) == [("udp", "0.0.0.0", True), ("tcp", "0.0.0.0", False)]
     assert "IPv6 is not available" in caplog.text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux socket accounting")
+def test_udp_receive_buffer_is_sized(opened: list[list[Endpoint]]) -> None:
+    endpoints = open_endpoints(("127.0.0.1",), free_port(), False, LINUX)
+    opened.append(endpoints)
+    udp = endpoints[0].sock
+    capped = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    wanted = listeners.UDP_RECEIVE_BUFFER if os.geteuid() == 0 else capped
+    # Linux reports twice what was granted: the other half is its bookkeeping allowance.
+    assert udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(
+        wanted, listeners.UDP_RECEIVE_BUFFER
+    )

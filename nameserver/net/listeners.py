@@ -27,6 +27,13 @@ _IPV6_MTU_DISCOVER = 23
 # force fragmentation on us (the choice of Knot and PowerDNS).
 _PMTUDISC_OMIT = 5
 _TCP_BACKLOG = 128
+# A UDP socket's receive queue, in bytes of kernel accounting (a small datagram costs about
+# 1 KiB of it). Linux's default, about 208 KiB, holds well under a second of a busy server's
+# queries; a reload or a burst that delays the workers for longer loses queries with it. NSD
+# sizes its buffers the same way (so-rcvbuf). SO_RCVBUFFORCE passes net.core.rmem_max when the
+# process may (root); otherwise the kernel caps the request at rmem_max.
+UDP_RECEIVE_BUFFER = 8 << 20
+_SO_RCVBUFFORCE = 33  # Linux, asm-generic/socket.h; not in Python 3.11's socket module
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ def _open(address: str, port: int, kind: int, v6only: bool, layout: pktinfo.Layo
         wants_destination = kind == socket.SOCK_DGRAM and wildcard
         if kind == socket.SOCK_DGRAM:
             _omit_path_mtu(sock)
+            _size_receive_buffer(sock)
             if wants_destination:
                 pktinfo.request_destination(sock, layout, dual_stack=not v6only)
         else:
@@ -138,3 +146,14 @@ def _omit_path_mtu(sock: socket.socket) -> None:
         socket.IPPROTO_IPV6, socket.IPV6_V6ONLY
     ):
         sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_OMIT)
+
+
+def _size_receive_buffer(sock: socket.socket) -> None:
+    """Ask for UDP_RECEIVE_BUFFER, past the system's cap where allowed."""
+    if sys.platform.startswith("linux"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
+            return
+        except PermissionError:
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)

@@ -271,12 +271,15 @@ def running_nameserverd(
         yield Started("nameserverd", daemon.proc.pid, time.monotonic() - began)
 
 
-def versions() -> list[str]:
-    """The exact versions compared: each program's own word and, where dpkg knows it, the
-    Debian package version; nameserverd's version and the commit of this tree."""
+VERSION_ARGV = {"nsd": ["nsd", "-v"], "dnsperf": ["dnsperf", "-h"]}  # they have no --version
+
+
+def versions(programs: tuple[str, ...]) -> list[str]:
+    """The exact versions compared: each of ``programs``' own word and, where dpkg knows it,
+    the Debian package version; nameserverd's version and the commit of this tree."""
     lines = []
-    for command, argv in (("nsd", ["nsd", "-v"]), ("dnsperf", ["dnsperf", "-h"])):
-        said = _output(argv)
+    for command in programs:
+        said = _output(VERSION_ARGV[command])
         own = next((line for line in said.splitlines() if "version" in line.lower()), "?")
         package = _output(["dpkg-query", "-W", "-f", "${Version}", command]) or "?"
         lines.append(f"{command}: {own.strip()} (Debian package {package})")

@@ -252,7 +252,7 @@ def main() -> int:
     print()
     print(markdown_table(HEADER, table_rows(summarize(runs))))
     print()
-    print("\n".join(versions()))
+    print("\n".join(versions(("nsd", "dnsperf"))))
     return 0
 
 

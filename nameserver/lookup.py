@@ -85,8 +85,8 @@ class ZoneIndex:
         self.dnames = frozenset(self._owners_of(dns.rdatatype.DNAME))
         # The same facts as lower-case wire names, for the responder's fast path, which
         # answers from the query's bytes without making dnspython names.
-        self.existing_wire = frozenset(_wire(name) for name in self.existing)
-        self.obstructions_wire = frozenset(_wire(name) for name in self.cuts | self.dnames)
+        self.existing_wire = frozenset(lower_wire(name) for name in self.existing)
+        self.obstructions_wire = frozenset(lower_wire(name) for name in self.cuts | self.dnames)
         soa = self.rdataset(self.origin, dns.rdatatype.SOA)
         assert soa is not None, "zones are checked for an apex SOA when loaded"
         self.negative_ttl = min(soa.ttl, soa[0].minimum)
@@ -353,7 +353,7 @@ def _with_ancestors(
             name = name.parent()
 
 
-def _wire(name: dns.name.Name) -> bytes:
+def lower_wire(name: dns.name.Name) -> bytes:
     """A name as uncompressed wire bytes in lower case, as a query's are after ``.lower()``."""
     return name.to_wire().lower()
 

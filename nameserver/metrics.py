@@ -59,8 +59,7 @@ class WorkerStats:
     def record(self, transport: str, local: bytes, outcome: Outcome, seconds: float) -> None:
         """Count one answered query; ``local`` is the address it was sent to, packed."""
         family = "ipv4" if len(local) == 4 else "ipv6"
-        qtype = -1 if outcome.question is None else outcome.question.rdtype
-        self.queries[transport, family, qtype] += 1
+        self.queries[transport, family, outcome.qtype] += 1
         self.responses[transport, outcome.rcode] += 1
         if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
             self.local[local] += 1

@@ -4,13 +4,17 @@ The network layer hands every datagram or TCP message to :meth:`Responder.answer
 back whatever it returns; ``None`` means "send nothing" (a response, or less than a header).
 Everything the RFCs say about headers, EDNS and truncation lives here, so it is tested with
 plain bytes.
+
+dnspython parses, answers and renders every query on the plain path
+(:meth:`Responder.respond_plain`), the reference for all behaviour. In front of it sit an answer
+cache and a renderer of plain NXDOMAIN and REFUSED answers, which give the same bytes at a
+small fraction of the cost; the differential tests hold them to that.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
 
 import dns.edns
 import dns.exception
@@ -23,11 +27,15 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
+from nameserver.answercache import AnswerCache, Outcome
 from nameserver.config import ServerSettings
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
+from nameserver.negative import NegativeAnswers
+from nameserver.wirequery import read_shape
 from nameserver.zones import HostedZone, ZoneSet
 
 _HEADER = struct.Struct("!HHHHHH")
+_QR_BYTE = dns.flags.QR >> 8  # QR in the third byte of the header
 # The most we send over UDP and what we advertise: the DNS flag day 2020 value, which avoids
 # IP fragmentation on every common path (Knot, NSD, BIND and PowerDNS default to it too).
 UDP_PAYLOAD = 1232
@@ -47,14 +55,6 @@ class Transport(enum.Enum):
     TCP = "tcp"
 
 
-class Outcome(NamedTuple):
-    """A response and the facts about it that are counted and logged."""
-
-    wire: bytes
-    rcode: int
-    question: dns.rrset.RRset | None = None
-
-
 class Responder:
     """Answers queries from one generation of zone data."""
 
@@ -69,6 +69,8 @@ class Responder:
         self._indexes = {hosted.origin: ZoneIndex(hosted.zone) for hosted in zones}
         self._chaos = _chaos_records(server)
         self._nsid = None if server.nsid is None else dns.edns.NSIDOption(server.nsid.encode())
+        self._caches = {transport: AnswerCache() for transport in Transport}
+        self._negative = NegativeAnswers(self._indexes.values(), udp_payload)
 
     def answer(self, wire: bytes, transport: Transport) -> bytes | None:
         """The response to ``wire``, or ``None`` when nothing must be sent back."""
@@ -78,18 +80,50 @@ class Responder:
     def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`answer` with what metrics and the query log want to know of it, which the
         server would otherwise have to parse back out of the bytes."""
-        if len(wire) < _HEADER.size:
+        if len(wire) < _HEADER.size or wire[2] & _QR_BYTE:
             return None
+        cache = self._caches[transport]
+        hit = cache.exact.get(wire[2:])
+        if hit is not None:
+            return Outcome(wire[:2] + hit.wire, hit.rcode, hit.qtype)
+        shape = read_shape(wire)
+        if shape is None:
+            return self._plain(wire, transport)[0]
+        outcome = cache.shaped(wire, shape)
+        if outcome is not None:
+            return outcome
+        limit = self._limit(shape.edns, shape.payload, transport)
+        negative = self._negative.answer(wire, shape, limit)
+        if negative is not None:
+            return Outcome(*negative, shape.qtype)
+        outcome, case_free = self._plain(wire, transport)
+        cache.store(wire, shape, outcome, case_free)
+        return outcome
+
+    def respond_plain(self, wire: bytes, transport: Transport) -> Outcome | None:
+        """:meth:`respond` through dnspython alone: the reference the fast paths must match."""
+        if len(wire) < _HEADER.size or wire[2] & _QR_BYTE:
+            return None
+        return self._plain(wire, transport)[0]
+
+    def _plain(self, wire: bytes, transport: Transport) -> tuple[Outcome, bool]:
+        """The answer to a query of at least a header with QR clear, and whether its bytes
+        repeat the query name's letter case only in the question (see :class:`AnswerCache`).
+
+        A DNAME's synthesized CNAME target is the only place where the name is copied
+        letter by letter (RFC 6672 §2.2); everywhere else it is a compression pointer to the
+        question or a name of the zone.
+        """
         query_id, flags = _HEADER.unpack_from(wire)[:2]
-        if flags & dns.flags.QR:
-            return None
         try:
             query = dns.message.from_wire(wire)
         except dns.message.UnknownTSIGKey:
-            return Outcome(_header_only(query_id, flags, dns.rcode.NOTAUTH), dns.rcode.NOTAUTH)
+            rcode = dns.rcode.NOTAUTH
+            return Outcome(_header_only(query_id, flags, rcode), rcode), True
         except Exception:
             # Whatever dnspython cannot parse is a format error to the client (RFC 1035 §4.1.1).
-            return Outcome(_header_only(query_id, flags, dns.rcode.FORMERR), dns.rcode.FORMERR)
+            rcode = dns.rcode.FORMERR
+            return Outcome(_header_only(query_id, flags, rcode), rcode), True
         response = dns.message.make_response(query)
         # RFC 4035 §3.1.6 and §3.2.1: CD is copied; RFC 3225 §3: so is DO. Other EDNS flags
         # and options are not echoed (RFC 6891 §6.1.4); NSID is ours to add (RFC 5001 §2.1).
@@ -106,9 +140,11 @@ class Responder:
         response.answer = result.answer
         response.authority = result.authority
         response.additional = result.additional
-        rendered = _render(response, result.required_additional, self._limit(query, transport))
-        question = query.question[0] if len(query.question) == 1 else None
-        return Outcome(rendered, result.rcode, question)
+        limit = self._limit(query.edns, query.payload, transport)
+        rendered = _render(response, result.required_additional, limit)
+        qtype = query.question[0].rdtype if len(query.question) == 1 else -1
+        case_free = all(rrset.rdtype != dns.rdatatype.DNAME for rrset in result.answer)
+        return Outcome(rendered, result.rcode, qtype), case_free
 
     def _resolve(self, query: dns.message.Message, transport: Transport) -> Result:
         """Every header and question check, then the lookup; errors become an rcode."""
@@ -164,12 +200,23 @@ class Responder:
         txt = TXT(dns.rdataclass.CH, dns.rdatatype.TXT, [text.encode()])
         return Result(authoritative=False, answer=[dns.rrset.from_rdata(qname, 0, txt)])
 
-    def _limit(self, query: dns.message.Message, transport: Transport) -> int:
+    def _limit(self, edns: int, payload: int, transport: Transport) -> int:
+        """The largest response the client can take (``edns`` -1: the query had no OPT)."""
         if transport is Transport.TCP:
             return TCP_LIMIT
-        if query.edns < 0:
+        if edns < 0:
             return CLASSIC_UDP_LIMIT
-        return min(max(query.payload, CLASSIC_UDP_LIMIT), self.udp_payload)
+        return min(max(payload, CLASSIC_UDP_LIMIT), self.udp_payload)
+
+
+def _to_wire(response: dns.message.Message, limit: int) -> bytes:
+    """The response's bytes, its records in zone file order.
+
+    dnspython shuffles the records of each RRset by default (round robin). NSD and Knot keep
+    the order, and an answer must not depend on chance: the answer cache stores one rendering
+    and the differential tests compare the fast paths with this one.
+    """
+    return response.to_wire(max_size=limit, want_shuffle=False)
 
 
 def _render(response: dns.message.Message, required_additional: int, limit: int) -> bytes:
@@ -179,13 +226,13 @@ def _render(response: dns.message.Message, required_additional: int, limit: int)
     gets TC=1 with the question alone and retries over TCP (RFC 2181 §9, RFC 9471).
     """
     try:
-        return response.to_wire(max_size=limit)
+        return _to_wire(response, limit)
     except dns.exception.TooBig:
         pass
     if len(response.additional) > required_additional:
         del response.additional[required_additional:]
         try:
-            return response.to_wire(max_size=limit)
+            return _to_wire(response, limit)
         except dns.exception.TooBig:
             pass
     response.answer = []
@@ -193,12 +240,12 @@ def _render(response: dns.message.Message, required_additional: int, limit: int)
     response.additional = []
     response.flags |= dns.flags.TC
     try:
-        return response.to_wire(max_size=limit)
+        return _to_wire(response, limit)
     except dns.exception.TooBig:
         # Only a question section that is itself too big gets here (several long names in
         # a FORMERR reply): the header still tells the client what happened.
         response.question = []
-        return response.to_wire(max_size=limit)
+        return _to_wire(response, limit)
 
 
 def _chaos_records(server: ServerSettings) -> dict[dns.name.Name, str]:

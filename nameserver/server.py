@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import dns.name
 import dns.rcode
 import dns.rdatatype
 
@@ -151,13 +152,12 @@ class Server:
     def _log_query(
         self, transport: Transport, peer: tuple, local: bytes, outcome: Outcome, seconds: float
     ) -> None:
-        question = outcome.question
         self.query_log.record(
             client=peer[0],
             local=str(ipaddress.ip_address(local)),
             transport=transport.value,
-            qname="-" if question is None else question.name.to_text(),
-            qtype="-" if question is None else dns.rdatatype.to_text(question.rdtype),
+            qname=_question_name(outcome.wire),
+            qtype="-" if outcome.qtype < 0 else dns.rdatatype.to_text(outcome.qtype),
             rcode=dns.rcode.to_text(outcome.rcode),
             size=len(outcome.wire),
             microseconds=round(seconds * 1e6),
@@ -218,6 +218,14 @@ class Server:
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _question_name(response: bytes) -> str:
+    """The name a response answers, as text; read back from the bytes because the fast paths
+    never make a dnspython name, and only the query log needs one."""
+    if response[4:6] == b"\0\0":
+        return "-"
+    return dns.name.from_wire(response, 12)[0].to_text()
 
 
 def _ignore_arguments(callback: Callable[[], None]) -> Dispatch:

@@ -1,0 +1,93 @@
+"""Rendered answers kept for the queries that come again, so dnspython answers each only once.
+
+Two levels, both filled from dnspython's answers. The first is keyed by the query's bytes less
+its ID: a repeated query (a load generator, a resolver that asks the same way each time) costs
+one dictionary probe and one concatenation. The second is keyed by :class:`Shape.key`, which
+ignores the ID, RD, CD, the name's letter case and cookie contents; a hit there copies those
+from the query into the stored answer, which is what dnspython would have produced (the
+question is echoed, and the answer's names point into the question by compression).
+
+A cache belongs to one :class:`Responder`, which belongs to one generation of zone data, so a
+reload can never serve stale answers. Each level is bounded in bytes and simply emptied when
+full: no bookkeeping per hit, and an attack of unique names cannot grow it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from nameserver.wirequery import Shape
+
+# Bytes of stored answers per level and transport: at most four times this per worker.
+LEVEL_BUDGET = 8 << 20
+# What a stored entry costs besides its answer's bytes (key, tuple, dict slot), roughly.
+_ENTRY_OVERHEAD = 200
+_RD = 0x01
+_ONE_QUESTION = b"\0\x01"
+_CD = 0x10
+
+
+class Outcome(NamedTuple):
+    """A response and the facts about it that are counted and logged; ``qtype`` is -1 for a
+    query without a question.
+
+    Stored in the cache too, with ``wire`` less its first two bytes (exact level) or with ID
+    zero and RD and CD clear (shape level).
+    """
+
+    wire: bytes
+    rcode: int
+    qtype: int = -1
+
+
+class _Level:
+    """One bounded dictionary of entries."""
+
+    def __init__(self, budget: int) -> None:
+        self.entries: dict[bytes, Outcome] = {}
+        self._budget = budget
+        self._used = 0
+
+    def put(self, key: bytes, entry: Outcome) -> None:
+        if key in self.entries:  # the same answer again: a query answered twice at once
+            return
+        cost = len(key) + len(entry.wire) + _ENTRY_OVERHEAD
+        if self._used + cost > self._budget:
+            self.entries.clear()
+            self._used = 0
+        self.entries[key] = entry
+        self._used += cost
+
+
+class AnswerCache:
+    """Both levels for one transport (answers over UDP and TCP differ in size limits and ANY)."""
+
+    def __init__(self, budget: int = LEVEL_BUDGET) -> None:
+        self._exact = _Level(budget)
+        self._shaped = _Level(budget)
+        self.exact = self._exact.entries
+
+    def shaped(self, wire: bytes, shape: Shape) -> Outcome | None:
+        """The answer to ``wire`` from the shape level, made its own; also kept at the exact
+        level so that the next identical query is a single probe."""
+        stored = self._shaped.entries.get(shape.key)
+        if stored is None:
+            return None
+        template = stored.wire
+        end = shape.qname_end
+        flags = bytes((template[2] | wire[2] & _RD, template[3] | wire[3] & _CD))
+        answer = wire[:2] + flags + template[4:12] + wire[12:end] + template[end:]
+        self._exact.put(wire[2:], Outcome(answer[2:], stored.rcode, stored.qtype))
+        return Outcome(answer, stored.rcode, stored.qtype)
+
+    def store(self, wire: bytes, shape: Shape, entry: Outcome, case_free: bool) -> None:
+        """Keep ``entry`` (a complete answer to ``wire``) at both levels; at the shape level
+        only when it echoes the question, which a hit there overwrites with the query's, and
+        is ``case_free``: its bytes do not repeat the name's letter case anywhere else."""
+        answer = entry.wire
+        self._exact.put(wire[2:], entry._replace(wire=answer[2:]))
+        if case_free and answer[4:6] == _ONE_QUESTION:
+            template = (
+                b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]
+            )
+            self._shaped.put(shape.key, entry._replace(wire=template))

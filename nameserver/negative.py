@@ -1,0 +1,178 @@
+"""NXDOMAIN and REFUSED for names that exist nowhere, rendered without dnspython.
+
+Random names under a hosted zone (the "random subdomain" attack) and names in no hosted zone
+never repeat, so no cache helps with them; this renders their answers from the query's bytes
+and pre-encoded SOA parts at a few microseconds each. It answers only the plain cases (no cut
+or DNAME on the way, no wildcard at the closest encloser, no DNSSEC proof to add) and returns
+``None`` for the rest, which dnspython's path answers. The bytes are exactly dnspython's,
+including its name compression, which :func:`_write_name` follows step by step; the
+differential tests hold the two paths to that.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdatatype
+from dns.rdtypes.ANY.SOA import SOA
+
+from nameserver.lookup import ZoneIndex, lower_wire
+from nameserver.wirequery import Shape
+
+_IN = 1
+_HEADER = struct.Struct("!HHHHHH")
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
+_SOA_NUMBERS = struct.Struct("!IIIII")
+_POINTER = struct.Struct("!H")
+_QR_AA = 0x8400
+_QR = 0x8000
+_RD_CD = 0x0110
+_NXDOMAIN = 3
+_REFUSED = 5
+_OPT = 41
+_DO = 0x8000
+# Question types dnspython's path treats specially (TYPE0, OPT, transfers, TKEY, TSIG, MAILA,
+# MAILB, ANY): those keep that path even for names that do not exist.
+_ORDINARY_TYPES = frozenset(range(1, 249)) - {_OPT}
+
+# A name as the compressor walks it: every suffix's lower-case wire (the key dnspython's
+# case-insensitive names amount to) with the label that starts it, in the zone's own case.
+_Walk = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True)
+class _ZoneFacts:
+    """What an NXDOMAIN from one zone needs, computed once per generation."""
+
+    index: ZoneIndex
+    negative_ttl: int
+    mname: _Walk
+    rname: _Walk
+    numbers: bytes
+    # True when the zone has no DNSSEC data to add for a DO query: no chain, no SOA RRSIG.
+    unsigned: bool
+
+
+class NegativeAnswers:
+    """The fast NXDOMAIN/REFUSED renderer for one generation of zones."""
+
+    def __init__(self, indexes: Iterable[ZoneIndex], udp_payload: int) -> None:
+        self._zones = {lower_wire(index.origin): _facts(index) for index in indexes}
+        self._udp_payload = udp_payload
+
+    def answer(self, wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
+        """The answer and its rcode, or ``None`` when dnspython's path must answer."""
+        if not shape.plain_options or shape.edns > 0:
+            return None
+        if shape.qclass != _IN or shape.qtype not in _ORDINARY_TYPES:
+            return None
+        qname = shape.qname
+        facts = None
+        offset = 0
+        while True:
+            facts = self._zones.get(qname[offset:])
+            if facts is not None or qname[offset] == 0:
+                break
+            offset += qname[offset] + 1
+        if facts is None:
+            rendered = self._render(wire, shape, _QR | _REFUSED, None)
+        elif (facts.unsigned or not shape.dnssec_ok) and _nonexistent(facts.index, qname, offset):
+            rendered = self._render(wire, shape, _QR_AA | _NXDOMAIN, (facts, offset))
+        else:
+            return None
+        if len(rendered) > limit:
+            return None
+        return rendered, rendered[3] & 0x0F
+
+    def _render(
+        self, wire: bytes, shape: Shape, flags: int, soa: tuple[_ZoneFacts, int] | None
+    ) -> bytes:
+        query_flags = wire[2] << 8 | wire[3]
+        counts = (1, 0, 0 if soa is None else 1, 0 if shape.edns < 0 else 1)
+        header = _HEADER.pack(0, flags | query_flags & _RD_CD, *counts)
+        out = bytearray(wire[:2] + header[2:] + wire[12 : shape.qname_end + 4])
+        if soa is not None:
+            facts, origin_offset = soa
+            _write_soa(out, shape.qname, origin_offset, facts)
+        if shape.edns == 0:
+            ttl = _DO if shape.dnssec_ok else 0
+            out += b"\0" + _RR_FIXED.pack(_OPT, self._udp_payload, ttl, 0)
+        return bytes(out)
+
+
+def _nonexistent(index: ZoneIndex, qname: bytes, origin_offset: int) -> bool:
+    """Whether ``qname`` gets a plain NXDOMAIN: it does not exist, and no zone cut, DNAME or
+    wildcard between it and the apex changes that (RFC 1034 §4.3.2, RFC 4592, RFC 6672)."""
+    existing = index.existing_wire
+    if qname in existing:
+        return False
+    obstructions = index.obstructions_wire
+    encloser = None
+    offset = 0
+    while offset <= origin_offset:
+        suffix = qname[offset:]
+        if suffix in obstructions:
+            return False
+        if encloser is None and suffix in existing:
+            encloser = suffix
+        offset += qname[offset] + 1
+    return b"\x01*" + encloser not in existing
+
+
+def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFacts) -> None:
+    """The zone's SOA into the authority section, compressed as dnspython compresses it."""
+    compress = {}
+    offset = 0
+    while qname[offset] != 0:
+        compress[qname[offset:]] = 12 + offset
+        offset += qname[offset] + 1
+    if qname[origin_offset] == 0:
+        out += b"\0"
+    else:
+        out += _POINTER.pack(0xC000 | 12 + origin_offset)
+    fixed_at = len(out)
+    out += _RR_FIXED.pack(dns.rdatatype.SOA, _IN, facts.negative_ttl, 0)
+    rdata_at = len(out)
+    _write_name(out, facts.mname, compress)
+    _write_name(out, facts.rname, compress)
+    out += facts.numbers
+    _RR_FIXED.pack_into(
+        out, fixed_at, dns.rdatatype.SOA, _IN, facts.negative_ttl, len(out) - rdata_at
+    )
+
+
+def _write_name(out: bytearray, walk: _Walk, compress: dict[bytes, int]) -> None:
+    """dnspython's ``Name.to_wire`` with compression: a pointer to the longest suffix already
+    written, after the labels before it, each of which becomes a place to point to."""
+    for suffix, label in walk:
+        position = compress.get(suffix)
+        if position is not None:
+            out += _POINTER.pack(0xC000 | position)
+            return
+        if len(out) <= 0x3FFF:
+            compress[suffix] = len(out)
+        out += label
+    out += b"\0"
+
+
+def _facts(index: ZoneIndex) -> _ZoneFacts:
+    soa_set = index.rdataset(index.origin, dns.rdatatype.SOA)
+    assert soa_set is not None, "zones are checked for an apex SOA when loaded"
+    soa: SOA = soa_set[0]
+    # signed() adds the SOA's RRSIG for a DO query when the zone holds one.
+    signed = index.chain is not None or len(index.signed(index.origin, soa_set, True)) > 1
+    numbers = _SOA_NUMBERS.pack(soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
+    return _ZoneFacts(
+        index, index.negative_ttl, _walk(soa.mname), _walk(soa.rname), numbers, not signed
+    )
+
+
+def _walk(name: dns.name.Name) -> _Walk:
+    labels = [label for label in name.labels if label]
+    wires = [bytes((len(label),)) + label for label in labels]
+    return tuple(
+        (b"".join(wires[start:]).lower() + b"\0", wires[start]) for start in range(len(labels))
+    )

@@ -1,0 +1,223 @@
+"""The fast paths give dnspython's answers, byte for byte.
+
+:meth:`Responder.respond` answers from its cache or renders plain NXDOMAIN and REFUSED answers
+itself; :meth:`Responder.respond_plain` always goes through dnspython. Every query here is
+asked both ways and the two responses must be identical. Cache hits are provoked by asking
+each well-formed query again as other clients would: another ID, another letter case (DNS
+0x20), RD and CD flipped, another cookie. A spy on the plain path proves the fast paths were
+taken, so that these tests would notice if they silently stopped being used.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdatatype
+import pytest
+from test_fuzz import PacketGenerator, write_fuzz_zones, zone_names
+
+from nameserver.answercache import AnswerCache, Outcome
+from nameserver.config import ServerSettings
+from nameserver.responder import Responder, Transport
+from nameserver.wirequery import read_shape
+from nameserver.zones import ZoneSet, load_zones
+
+SEED = 0x0F45_7A7E
+FUZZED_PACKETS = 10_000
+TYPES = ("A", "AAAA", "MX", "TXT", "NS", "SOA", "CNAME", "DS", "SRV", "ANY", "RRSIG", "NSEC")
+PAYLOADS = (None, 0, 512, 1232, 4096)
+SIGNED_ZONES = ("nsec.test.", "nsec3.test.", "optout.test.")
+
+
+class PlainSpy:
+    """Counts the queries that reach dnspython's path of one responder."""
+
+    def __init__(self, responder: Responder, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        plain = responder._plain
+
+        def counted(wire: bytes, transport: Transport) -> tuple[Outcome, bool]:
+            self.calls += 1
+            return plain(wire, transport)
+
+        monkeypatch.setattr(responder, "_plain", counted)
+
+
+SETTINGS = ServerSettings(nsid="ns1.test", identity="ns1", version="1.0")
+
+
+@pytest.fixture
+def zones(tmp_path: Path) -> ZoneSet:
+    return load_zones(write_fuzz_zones(tmp_path))
+
+
+@pytest.fixture
+def responder(zones: ZoneSet) -> Responder:
+    return Responder(zones, SETTINGS)
+
+
+@pytest.fixture
+def reference(zones: ZoneSet) -> Responder:
+    """A second responder on the same zones, whose plain path no spy watches."""
+    return Responder(zones, SETTINGS)
+
+
+def check(
+    responder: Responder, reference: Responder, wire: bytes, transport: Transport
+) -> Outcome | None:
+    """Ask ``wire`` both ways; they must agree, whatever it is."""
+    fast = responder.respond(wire, transport)
+    plain = reference.respond_plain(wire, transport)
+    assert fast == plain, f"{transport.value} query {wire.hex()}"
+    return fast
+
+
+def as_other_clients(wire: bytes, rng: random.Random) -> Iterator[bytes]:
+    """``wire`` as other clients would send it: what must not change the answer changed."""
+    shape = read_shape(wire)
+    if shape is None:
+        return
+    query = bytearray(wire)
+    query[0:2] = rng.randbytes(2)
+    yield bytes(query)
+    for position in range(12, shape.qname_end):
+        if chr(query[position]).isalpha() and rng.random() < 0.5:
+            query[position] ^= 0x20
+    yield bytes(query)
+    query[2] ^= 0x01  # RD
+    query[3] ^= 0x10  # CD
+    yield bytes(query)
+
+
+def structured_queries(names: list[dns.name.Name], rng: random.Random) -> Iterator[bytes]:
+    """Well-formed queries of every shape the fast paths accept, and some they do not."""
+    for name in names:
+        for qtype in rng.sample(TYPES, 4):
+            payload = rng.choice(PAYLOADS)
+            options: list[dns.edns.Option] = []
+            if payload is not None and rng.random() < 0.3:
+                options.append(dns.edns.CookieOption(rng.randbytes(8), b""))
+            if payload is not None and rng.random() < 0.1:
+                options.append(dns.edns.NSIDOption(b""))
+            query = dns.message.make_query(
+                name,
+                qtype,
+                use_edns=payload is not None,
+                payload=payload or 0,
+                want_dnssec=payload is not None and rng.random() < 0.3,
+                options=options,
+            )
+            yield query.to_wire()
+
+
+def nonexistent_names(responder: Responder, rng: random.Random, each: int) -> list[dns.name.Name]:
+    """Random names below every hosted zone, and some below no hosted zone."""
+    names = []
+    for hosted in responder.zones:
+        for _ in range(each):
+            label = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789-", k=12))
+            names.append(dns.name.from_text(label, hosted.origin))
+    names += [dns.name.from_text(f"x{i}.nowhere.example.org.") for i in range(each)]
+    return names
+
+
+def test_structured_queries_and_their_variants(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(SEED)
+    names = zone_names(responder.zones) + nonexistent_names(responder, rng, 20)
+    spy = PlainSpy(responder, monkeypatch)
+    asked = Counter[str]()
+    for index, wire in enumerate(structured_queries(names, rng)):
+        transport = (Transport.UDP, Transport.TCP)[index % 2]
+        check(responder, reference, wire, transport)
+        asked["first"] += 1
+        for variant in as_other_clients(wire, rng):
+            check(responder, reference, variant, transport)
+            asked["variant"] += 1
+    # The variants all hit the cache unless a DNAME answer kept the shape level out (its
+    # bytes hold the question's letter case) or a cache level was emptied on reaching its
+    # budget; many first questions are answered by the negative renderer.
+    assert spy.calls < asked["first"], (spy.calls, asked)
+    assert asked["variant"] > 2 * asked["first"]
+
+
+def test_fuzzed_packets_and_their_variants(responder: Responder, reference: Responder) -> None:
+    rng = random.Random(SEED)
+    generator = PacketGenerator(SEED, zone_names(responder.zones))
+    for index in range(FUZZED_PACKETS):
+        wire = generator.packet()
+        transport = (Transport.UDP, Transport.TCP)[index % 2]
+        check(responder, reference, wire, transport)
+        for variant in as_other_clients(wire, rng):
+            check(responder, reference, variant, transport)
+
+
+def test_nonexistent_names_never_reach_dnspython(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unique random names (the random subdomain attack) below unsigned zones, and names in no
+    hosted zone, are answered by the negative renderer alone, with or without EDNS and DO."""
+    rng = random.Random(SEED)
+    unsigned = [
+        name
+        for name in nonexistent_names(responder, rng, 30)
+        if not any(name.is_subdomain(dns.name.from_text(zone)) for zone in SIGNED_ZONES)
+        and not name.is_subdomain(dns.name.from_text("fuzz.test."))  # wildcards, cuts
+    ]
+    spy = PlainSpy(responder, monkeypatch)
+    rcodes = Counter[int]()
+    for index, name in enumerate(unsigned):
+        edns = (-1, 0)[index % 2]
+        query = dns.message.make_query(name, "A", use_edns=edns, want_dnssec=index % 4 == 1)
+        outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+        assert outcome is not None
+        rcodes[outcome.rcode] += 1
+    assert spy.calls == 0
+    assert set(rcodes) == {dns.rcode.NXDOMAIN, dns.rcode.REFUSED}
+
+
+def test_signed_zones_with_do_keep_dnspython_for_proofs(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = PlainSpy(responder, monkeypatch)
+    for zone in SIGNED_ZONES:
+        query = dns.message.make_query(f"nothing-here.{zone}", "A", want_dnssec=True)
+        outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+        assert outcome is not None and outcome.rcode == dns.rcode.NXDOMAIN
+    assert spy.calls == len(SIGNED_ZONES)
+
+
+def test_a_repeated_question_is_answered_once_by_dnspython(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = PlainSpy(responder, monkeypatch)
+    for query_id, name in enumerate(("www.fuzz.test.", "WWW.Fuzz.Test.", "wWw.fUzZ.tEsT.")):
+        query = dns.message.make_query(name, "A", use_edns=0)
+        query.id = query_id
+        query.flags = dns.flags.RD if query_id % 2 else 0
+        outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+        assert outcome is not None
+        assert dns.message.from_wire(outcome.wire).question[0].name.labels[0] == name[:3].encode()
+    assert spy.calls == 1
+
+
+def test_a_full_cache_level_starts_again() -> None:
+    cache = AnswerCache(budget=900)  # room for three small entries per level
+    stored = []
+    for index in range(4):
+        query = dns.message.make_query(f"h{index}.example.", "A").to_wire()
+        shape = read_shape(query)
+        assert shape is not None
+        cache.store(query, shape, Outcome(b"\0\0" + query[2:], 0, 1), case_free=True)
+        stored.append((query, shape))
+    assert len(cache.exact) == 1, "the fourth entry found the level full and emptied it"
+    assert cache.shaped(*stored[0]) is None
+    assert cache.shaped(*stored[3]) is not None

@@ -17,10 +17,10 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.rrset
-import dns.zone
 from dns.rdtypes.ANY.CNAME import CNAME
 
 from nameserver.denial import Chain, Nsec3Chain, NsecChain, wildcard
+from nameserver.zonestore import ZoneData
 
 IN = dns.rdataclass.IN
 RRSIG = dns.rdatatype.RRSIG
@@ -29,6 +29,8 @@ ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 _TARGET_TYPES = (dns.rdatatype.NS, dns.rdatatype.MX, dns.rdatatype.SRV)
 # A CNAME/DNAME chain longer than this is a loop or an abuse; stop with what we have.
 MAX_CHAIN = 16
+# Nodes a worker keeps materialised per zone: the names it answers most, a few kB each.
+MATERIALISED_NODES = 4096
 
 
 @dataclass
@@ -62,55 +64,57 @@ class Question:
 
 
 class ZoneIndex:
-    """One zone with what a lookup needs that dnspython's ``Zone`` cannot give in O(1).
+    """One compiled zone with what a lookup needs in O(1), and dnspython nodes on demand.
 
     ``existing`` holds every name of the zone tree, empty non-terminals included (they answer
     NODATA, not NXDOMAIN). NSEC3 records live outside that tree (RFC 5155 §7.2.8): their
-    hashed owners are not names a client can find.
+    hashed owners are not names a client can find. Building an index takes only what the
+    compile left ready, so a generation of workers gets one at once and the forked workers
+    share it; each materialises the nodes it answers from, keeping the most recent ones.
     """
 
-    def __init__(self, zone: dns.zone.Zone) -> None:
-        self.zone = zone
-        self.origin: dns.name.Name = zone.origin
-        self._nodes: dict[dns.name.Name, dns.node.Node] = {}
-        nsec3_owners: list[dns.name.Name] = []
-        for name, node in zone.items():
-            owner = name.derelativize(self.origin)
-            if all(_rdtype(rdataset) == dns.rdatatype.NSEC3 for rdataset in node):
-                nsec3_owners.append(owner)
-            else:
-                self._nodes[owner] = node
-        self.existing = frozenset(_with_ancestors(self._nodes, self.origin))
-        self.cuts = frozenset(self._owners_of(dns.rdatatype.NS) - {self.origin})
-        self.dnames = frozenset(self._owners_of(dns.rdatatype.DNAME))
-        # The same facts as lower-case wire names, for the responder's fast path, which
-        # answers from the query's bytes without making dnspython names.
-        self.existing_wire = frozenset(lower_wire(name) for name in self.existing)
-        self.obstructions_wire = frozenset(lower_wire(name) for name in self.cuts | self.dnames)
+    def __init__(self, data: ZoneData) -> None:
+        self.data = data
+        self.origin: dns.name.Name = data.origin
+        # The facts as lower-case wire names, for the responder's fast path, which answers
+        # from the query's bytes without making dnspython names.
+        self.existing_wire = data.existing_wire
+        self.obstructions_wire = data.obstructions_wire
+        self.existing = _WireNames(self.existing_wire)
+        self.cuts = frozenset(data.name(key) for key in data.cuts)
+        self.dnames = frozenset(data.name(key) for key in data.dnames)
+        self._nodes: dict[bytes, dns.node.Node] = {}
         soa = self.rdataset(self.origin, dns.rdatatype.SOA)
         assert soa is not None, "zones are checked for an apex SOA when loaded"
         self.negative_ttl = min(soa.ttl, soa[0].minimum)
-        self.chain = self._chain(nsec3_owners)
+        self.chain = self._chain()
 
-    def _owners_of(self, rdtype: int) -> set[dns.name.Name]:
-        return {
-            name for name, node in self._nodes.items() if node.get_rdataset(IN, rdtype) is not None
-        }
-
-    def _chain(self, nsec3_owners: list[dns.name.Name]) -> Chain | None:
+    def _chain(self) -> Chain | None:
         param = self.rdataset(self.origin, dns.rdatatype.NSEC3PARAM)
-        if param is not None and nsec3_owners:
-            return Nsec3Chain(self.origin, param[0], nsec3_owners)
-        nsec_owners = self._owners_of(dns.rdatatype.NSEC)
-        return NsecChain(nsec_owners) if nsec_owners else None
+        data = self.data
+        if param is not None and data.nsec3:
+            return Nsec3Chain(self.origin, param[0], [data.name(key) for key in data.nsec3])
+        return NsecChain([data.name(key) for key in data.nsec]) if data.nsec else None
+
+    def _node(self, key: bytes) -> dns.node.Node | None:
+        """The node of the owner ``key``, materialised once and kept while it is recent."""
+        node = self._nodes.get(key)
+        if node is None:
+            node = self.data.node(key)
+            if node is None:
+                return None
+            if len(self._nodes) >= MATERIALISED_NODES:
+                del self._nodes[next(iter(self._nodes))]
+            self._nodes[key] = node
+        return node
 
     def node(self, name: dns.name.Name) -> dns.node.Node | None:
-        return self._nodes.get(name)
+        key = lower_wire(name)
+        return self._node(key) if key in self.existing_wire else None
 
     def rdataset(self, name: dns.name.Name, rdtype: int) -> dns.rdataset.Rdataset | None:
-        node = self._nodes.get(name)
-        if node is None:
-            node = self.zone.get_node(name)  # NSEC3 owners, for the proofs that name them
+        # Any owner, NSEC3 owners too, for the proofs that name them.
+        node = self._node(lower_wire(name))
         return None if node is None else node.get_rdataset(IN, rdtype)
 
     def signed(
@@ -127,7 +131,7 @@ class ZoneIndex:
         """
         rrsets = [_rrset(owner, rdataset, ttl)]
         if dnssec:
-            node = self._nodes.get(source or owner) or self.zone.get_node(source or owner)
+            node = self._node(lower_wire(source or owner))
             signatures = None if node is None else node.get_rdataset(IN, RRSIG, rdataset.rdtype)
             if signatures is not None:
                 rrsets.append(_rrset(owner, signatures, ttl))
@@ -343,24 +347,19 @@ class _Lookup:
                         yield from index.signed(target, addresses, self.question.dnssec)
 
 
-def _with_ancestors(
-    names: Iterable[dns.name.Name], origin: dns.name.Name
-) -> Iterator[dns.name.Name]:
-    yield origin
-    for name in names:
-        while name != origin:
-            yield name
-            name = name.parent()
+class _WireNames:
+    """A set of lower-case wire names that answers ``name in`` for dnspython names."""
+
+    def __init__(self, wires: frozenset[bytes]) -> None:
+        self._wires = wires
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, dns.name.Name) and lower_wire(name) in self._wires
 
 
 def lower_wire(name: dns.name.Name) -> bytes:
     """A name as uncompressed wire bytes in lower case, as a query's are after ``.lower()``."""
     return name.to_wire().lower()
-
-
-def _rdtype(rdataset: dns.rdataset.Rdataset) -> int:
-    """The type an rdataset is about: an RRSIG counts as the type it covers."""
-    return rdataset.covers if rdataset.rdtype == RRSIG else rdataset.rdtype
 
 
 def _rrset(

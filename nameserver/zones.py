@@ -1,9 +1,15 @@
 """Zone files → an immutable :class:`ZoneSet`.
 
-dnspython does the parsing. This module adds what a server needs before it answers from the data:
-every problem named by file and line, ``$INCLUDE`` paths taken relative to the including file, and
-the checks that dnspython's reader skips or leaves to its caller (SOA and NS at the apex, owners
-outside the zone, a second SOA or CNAME that would silently replace the first).
+A zone file is compiled into a :class:`~nameserver.zonestore.ZoneData`, bytes instead of
+dnspython objects, by the fast reader of :mod:`nameserver.zonefile`. dnspython's reader is the
+reference and reads every file the fast reader does not vouch for; this module adds to it what a
+server needs: every problem named by file and line, ``$INCLUDE`` paths taken relative to the
+including file, and the checks that dnspython's reader skips or leaves to its caller (SOA and NS
+at the apex, owners outside the zone, a second SOA or CNAME that would silently replace the
+first).
+
+Compiling is skipped when it can be: a reload keeps a loaded zone whose files have the same
+bytes, and a start takes the compile saved in ``server.cache_dir`` (:mod:`nameserver.zonecache`).
 
 Names are kept absolute (``relativize=False``): what is asked is what is looked up, and answers
 render to wire without an origin.
@@ -11,6 +17,8 @@ render to wire without an origin.
 
 from __future__ import annotations
 
+import io
+import logging
 import pathlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +34,12 @@ import dns.transaction
 import dns.zone
 import dns.zonefile
 
+from nameserver import zonefile
 from nameserver.config import LoadError, ZoneSettings
+from nameserver.zonecache import Source, ZoneCache, fingerprint, source, unchanged
+from nameserver.zonestore import ZoneData
+
+log = logging.getLogger(__name__)
 
 #: Where a statement starts: the file it is in and its 1-based line.
 _Location = tuple[str, int]
@@ -41,17 +54,19 @@ class ZoneError(LoadError):
 
 @dataclass(frozen=True, eq=False)
 class HostedZone:
-    """One loaded zone. ``zone`` is shared by every worker and must not be changed after load.
+    """One loaded zone. ``zone`` is shared by every worker and never changes after load.
 
-    Compared by identity: two loads of one file are two generations, and comparing zones
-    node by node would be slow.
+    ``sources`` are the files it was read from with the digests of their bytes: while they
+    hold the same bytes, a reload keeps this zone instead of compiling it again. Compared by
+    identity: two loads of one file are two generations.
     """
 
     origin: dns.name.Name
-    zone: dns.zone.Zone
+    zone: ZoneData
     file: pathlib.Path
     serial: int
     records: int
+    sources: tuple[Source, ...] = ()
 
 
 class ZoneSet:
@@ -76,6 +91,10 @@ class ZoneSet:
                 return hosted
         return None
 
+    def get(self, origin: dns.name.Name) -> HostedZone | None:
+        """The zone whose origin is ``origin``, if hosted."""
+        return self._by_origin.get(origin)
+
     def __iter__(self) -> Iterator[HostedZone]:
         return iter(self._by_origin.values())
 
@@ -83,13 +102,23 @@ class ZoneSet:
         return len(self._by_origin)
 
 
-def load_zones(settings: Iterable[ZoneSettings]) -> ZoneSet:
-    """Load every zone, or raise one :class:`ZoneError` with the problems of all of them."""
+def load_zones(
+    settings: Iterable[ZoneSettings],
+    cache_dir: pathlib.Path | None = None,
+    previous: ZoneSet | None = None,
+) -> ZoneSet:
+    """Load every zone, or raise one :class:`ZoneError` with the problems of all of them.
+
+    ``previous`` is the set being served: a zone of it whose files are unchanged is kept.
+    ``cache_dir`` holds compiled zones across restarts; ``None`` is no disk cache.
+    """
+    cache = None if cache_dir is None else ZoneCache(cache_dir)
     zones: list[HostedZone] = []
     errors: list[str] = []
     for each in settings:
+        kept = None if previous is None else previous.get(each.name)
         try:
-            zones.append(load_zone(each))
+            zones.append(load_zone(each, cache, kept))
         except ZoneError as exc:
             errors.extend(exc.errors)
     if errors:
@@ -97,22 +126,63 @@ def load_zones(settings: Iterable[ZoneSettings]) -> ZoneSet:
     return ZoneSet(zones)
 
 
-def load_zone(settings: ZoneSettings) -> HostedZone:
-    """Load and check one zone file.
+def load_zone(
+    settings: ZoneSettings, cache: ZoneCache | None = None, previous: HostedZone | None = None
+) -> HostedZone:
+    """Load and check one zone file: ``previous`` if its files are unchanged, else the saved
+    compile in ``cache`` if there is one for these files, else compile it (and save that).
 
     :raises ZoneError: with every problem found; a syntax error ends the reading of its file.
     """
     try:
-        text = settings.file.open(encoding="utf-8")
+        data = settings.file.read_bytes()
     except OSError as exc:
         raise ZoneError([f"{settings.file}: cannot read: {exc.strerror}"]) from None
+    main: Source = (str(settings.file), fingerprint(data))
+    if previous is not None and previous.file == settings.file and _unchanged(previous, main):
+        log.debug("zone %s unchanged", settings.name)
+        return previous
+    saved = None if cache is None else cache.load(settings.name, (main,))
+    if saved is not None:
+        log.info("zone %s: compiled zone taken from %s", settings.name, cache.folder)
+        zone, sources = saved
+    else:
+        zone, sources = _compile(settings, data)
+        if cache is not None:
+            cache.store(settings.name, sources, zone)
+    return HostedZone(settings.name, zone, settings.file, zone.serial, zone.count, sources)
+
+
+def _unchanged(hosted: HostedZone, main: Source) -> bool:
+    return bool(hosted.sources) and hosted.sources[0] == main and unchanged(hosted.sources[1:])
+
+
+def _compile(settings: ZoneSettings, data: bytes) -> tuple[ZoneData, tuple[Source, ...]]:
+    """The fast reader's compile, or dnspython's when the fast reader cannot vouch for it."""
+    try:
+        zone, sources = zonefile.read(settings.file, data, settings.name)
+        return zone, tuple(sources)
+    except zonefile.Unsupported as reason:
+        log.debug("zone %s read by dnspython: %s", settings.name, reason)
+    checked, included = read_reference(settings, data)
+    main = (str(settings.file), fingerprint(data))
+    return ZoneData.from_zone(checked), (main, *(source(name) for name in included))
+
+
+def read_reference(settings: ZoneSettings, data: bytes) -> tuple[dns.zone.Zone, list[str]]:
+    """The zone file holding ``data``, read and checked with dnspython's reader; the files
+    ``$INCLUDE`` brought in.
+
+    :raises ZoneError: with every problem found; a syntax error ends the reading of its file.
+    """
     zone = dns.zone.Zone(settings.name, relativize=False)
-    with text:
-        errors = _read(zone, _Reader(text, str(settings.file), zone.writer(replacement=True)))
+    # Decoded as read, as from the file itself, so an undecodable line is reported as such.
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    reader = _Reader(text, str(settings.file), zone.writer(replacement=True))
+    errors = _read(zone, reader)
     if errors:
         raise ZoneError(errors)
-    records = sum(len(rdataset) for _, rdataset in zone.iterate_rdatasets())
-    return HostedZone(settings.name, zone, settings.file, zone.get_soa().serial, records)
+    return zone, reader.included
 
 
 def _read(zone: dns.zone.Zone, reader: _Reader) -> list[str]:
@@ -185,6 +255,8 @@ class _Reader(dns.zonefile.Reader):
         self.problems: list[str] = []
         self.first_record: _Location | None = None
         self._includes: list[TextIO] = []
+        #: The files ``$INCLUDE`` brought in, in order, as opened.
+        self.included: list[str] = []
         # Registered before the reader's own CNAME check, so it sees each record first.
         txn.check_put_rdataset(self._check_put)
         super().__init__(_Tokenizer(text, filename), dns.rdataclass.IN, txn, allow_include=True)
@@ -198,6 +270,7 @@ class _Reader(dns.zonefile.Reader):
         # read() opens each $INCLUDE with a plain Tokenizer; swap it before its first token.
         if not isinstance(tok, _Tokenizer):
             self._includes.append(tok.file)
+            self.included.append(tok.filename)
             tok = _Tokenizer(tok.file, tok.filename, tok.idna_codec)
         self._tok = tok
 

@@ -152,7 +152,7 @@ def conformance_zones() -> dict[str, Path]:
 
 def zone_names(zones: ZoneSet) -> list[dns.name.Name]:
     """Every owner name of every hosted zone: the names most worth asking about and mutating."""
-    return sorted(name for hosted in zones for name in hosted.zone.nodes)
+    return sorted(name for hosted in zones for name in hosted.zone.names())
 
 
 # --- The generator ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(LogSettings())
     try:
         config = load_config(args.config)
-        zones = load_zones(config.zones)
+        zones = load_zones(config.zones, config.server.cache_dir)
     except LoadError as error:
         for line in error.errors:
             print(line, file=sys.stderr)

@@ -203,6 +203,22 @@ def _zone_file(node: yaml.Node, base: pathlib.Path) -> pathlib.Path:
     return path
 
 
+def _cache_dir(node: yaml.Node, base: pathlib.Path) -> pathlib.Path | None:
+    """``null`` is no disk cache, even under systemd's ``CacheDirectory=``."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null":
+        return None
+    path = base / _scalar(node, "str", "a folder name or null")
+    if not path.is_dir():
+        raise _Invalid.at(node, f"folder {path} does not exist")
+    return path
+
+
+def _environment_cache_dir() -> pathlib.Path | None:
+    """The folder systemd made for ``CacheDirectory=`` (the first, if it names several)."""
+    value = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    return pathlib.Path(value) if value else None
+
+
 def _choice(*words: str) -> _Parse[str]:
     """Parser for one of a few words; the error lists them all, so it holds the fix."""
     expected = f"one of {', '.join(words)}"
@@ -290,7 +306,8 @@ def _fields(cls: type, node: yaml.Node, base: pathlib.Path) -> dict[str, Any]:
             parse = declared[key].metadata["parse"]
             values[key] = _child(problems, key, parse, value_node, base)
     for name, declaration in declared.items():
-        if name not in key_lines and declaration.default is MISSING:
+        required = declaration.default is MISSING and declaration.default_factory is MISSING
+        if name not in key_lines and required:
             problems.append(_Problem(_line(node), name, "required, but missing"))
     if problems:
         raise _Invalid(problems)
@@ -318,6 +335,10 @@ class ServerSettings:
     # Started as root, every process drops to these after the sockets are open.
     user: str | None = field(default=None, metadata={"parse": _user})
     group: str | None = field(default=None, metadata={"parse": _group})
+    # Compiled zones kept across restarts, so an unchanged zone file is not compiled again.
+    cache_dir: pathlib.Path | None = field(
+        default_factory=_environment_cache_dir, metadata={"parse": _cache_dir}
+    )
 
 
 @dataclass(frozen=True)
@@ -358,8 +379,9 @@ class Config:
     """
 
     path: pathlib.Path
+    # A factory, so that a file without a server section reads CACHE_DIRECTORY at load time.
     server: ServerSettings = field(
-        default=ServerSettings(), metadata={"parse": _section(ServerSettings)}
+        default_factory=ServerSettings, metadata={"parse": _section(ServerSettings)}
     )
     zones: tuple[ZoneSettings, ...] = field(
         metadata={"parse": _sequence(_section(ZoneSettings), identity=lambda zone: zone.name)}

@@ -109,7 +109,7 @@ def test_empty_file_lacks_zones(folder: Path) -> None:
             "server:\n  threads: 4\n" + ZONES,
             2,
             "server.threads",
-            "listen, port, ipv6_only, identity, version, nsid, workers, user, group",
+            "listen, port, ipv6_only, identity, version, nsid, workers, user, group, cache_dir",
         ),
         (ZONES + "    serial: 1\n", 4, "zones[0].serial", "name, file"),
     ],
@@ -221,7 +221,7 @@ zones:
         f"{path}:2: server.listen[1]: '192.0.2.300' is not an IP address",
         f"{path}:3: server.port: expected a port number, got the boolean true",
         f"{path}:4: server.colour: unknown key; allowed: "
-        "listen, port, ipv6_only, identity, version, nsid, workers, user, group",
+        "listen, port, ipv6_only, identity, version, nsid, workers, user, group, cache_dir",
         f"{path}:7: zones[0].file: zone file {folder}/nowhere.zone does not exist or is not a file",
         f"{path}:8: zones[1].name: required, but missing",
     ]

@@ -284,18 +284,21 @@ def versions(programs: tuple[str, ...]) -> list[str]:
         package = _output(["dpkg-query", "-W", "-f", "${Version}", command]) or "?"
         lines.append(f"{command}: {own.strip()} (Debian package {package})")
     daemon = _output([str(harness.daemon_executable()), "--version"]).strip()
-    commit = _output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
-    lines.append(f"nameserverd: {daemon} (commit {commit or '?'}), Python {sys.version.split()[0]}")
+    commit = _output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip() or "?"
+    if _output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "nameserver"]):
+        commit += " with uncommitted changes in nameserver/"  # an editable install runs them
+    lines.append(f"nameserverd: {daemon} (commit {commit}), Python {sys.version.split()[0]}")
     return lines
 
 
 def _output(argv: list[str]) -> str:
-    """stdout and stderr of a short command, or "" when it cannot run."""
+    """stdout and stderr of a short command (nsd and dnsperf print their versions on stderr),
+    or "" when it cannot run or fails (dpkg without the package, git outside a checkout)."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return ""
-    return done.stdout + done.stderr
+    return done.stdout + done.stderr if done.returncode == 0 else ""
 
 
 def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -67,7 +67,6 @@ class Load:
 def cache_supported(folder: Path) -> bool:
     """Whether ``nameserverd --check`` accepts ``server.cache_dir``. Another key or a broken zone
     is an error of the benchmark, not an answer: it raises RuntimeError."""
-    folder.mkdir(parents=True, exist_ok=True)
     zone = folder / "probe.zone"
     write_zone(zone, SMALLEST_ZONE)
     config = write_config(
@@ -75,7 +74,7 @@ def cache_supported(folder: Path) -> bool:
         port=53,
         ipv6_only=False,
         zones={ORIGIN: zone},
-        **{CACHE_KEY: str(folder / "cache")},
+        **{CACHE_KEY: str(empty_folder(folder / "cache"))},
     )
     done = run_check(config)
     if done.returncode == 0:
@@ -84,6 +83,12 @@ def cache_supported(folder: Path) -> bool:
     if CACHE_KEY in said and "unknown key" in said:
         return False
     raise RuntimeError(f"nameserverd --check failed on the probe configuration:\n{said}")
+
+
+def empty_folder(path: Path) -> Path:
+    """A new folder (with its parents): the daemon wants the cache folder to exist already."""
+    path.mkdir(parents=True)
+    return path
 
 
 def measured(records: int, label: str, started: Started) -> Load:
@@ -98,7 +103,7 @@ def load_size(netns: str, folder: Path, records: int, timeout: float, cache: boo
     loads = []
     with running_nsd(netns, folder / "nsd", ORIGIN, zone, timeout) as nsd:
         loads.append(measured(records, "NSD", nsd))
-    settings = {CACHE_KEY: str(folder / "cache")} if cache else {}
+    settings = {CACHE_KEY: str(empty_folder(folder / "cache"))} if cache else {}
     starts = ("cold", "unchanged") if cache else ("cold",)
     for start in starts:
         with running_nameserverd(

@@ -67,7 +67,7 @@ class Load:
 def cache_supported(folder: Path) -> bool:
     """Whether ``nameserverd --check`` accepts ``server.cache_dir``. Another key or a broken zone
     is an error of the benchmark, not an answer: it raises RuntimeError."""
-    zone = folder / "probe.zone"
+    zone = empty_folder(folder) / "probe.zone"
     write_zone(zone, SMALLEST_ZONE)
     config = write_config(
         folder / "probe.yaml",

@@ -199,25 +199,15 @@ class _Reader:
         owner = self.last_name
         if owner is None or len(rest) < 2:
             raise Unsupported("a record without an owner or a type")
-        index = 0
-        ttl = None
-        if rest[0][0].isdigit():
-            ttl = self._explicit_ttl(rest[0])
-            index = 1
-        word = rest[index].upper()
-        if word == "IN":
-            index += 1
-        elif word not in _TYPES and _is_class(word):
-            raise Unsupported("a class other than IN")
-        if ttl is None and index < len(rest) and rest[index][0].isdigit():
-            ttl = self._explicit_ttl(rest[index])
-            index += 1
+        # Most records name their type first; the TTL and class, when given, come before it.
+        index, ttl = 0, None
+        rdtype = _TYPES.get(rest[0].upper())
+        if rdtype is None:
+            index, ttl = self._ttl_and_class(rest)
+            word = rest[index].upper()
+            rdtype = _TYPES.get(word) or _rdatatype(word)
         if ttl is None:
             ttl = self._implicit_ttl()
-        if index >= len(rest):
-            raise Unsupported("a record without a type")
-        word = rest[index].upper()
-        rdtype = _TYPES.get(word) or _rdatatype(word)
         fields = rest[index + 1 :]
         encode = _ENCODERS.get(rdtype)
         encoded = None if encode is None else encode(self, fields)
@@ -240,6 +230,26 @@ class _Reader:
             self.builder.add(owner, rdtype, covers, ttl, *encoded)
         except Conflict as conflict:
             raise Unsupported(str(conflict)) from None
+
+    def _ttl_and_class(self, rest: list[str]) -> tuple[int, int | None]:
+        """Where the type is in ``rest`` and the TTL, if one is given, in either order with
+        the class."""
+        index = 0
+        ttl = None
+        if rest[0][0].isdigit():
+            ttl = self._explicit_ttl(rest[0])
+            index = 1
+        word = rest[index].upper()
+        if word == "IN":
+            index += 1
+        elif word not in _TYPES and _is_class(word):
+            raise Unsupported("a class other than IN")
+        if ttl is None and index < len(rest) and rest[index][0].isdigit():
+            ttl = self._explicit_ttl(rest[index])
+            index += 1
+        if index >= len(rest):
+            raise Unsupported("a record without a type")
+        return index, ttl
 
     def _owner(self, text: str) -> bytes:
         if text[0] == '"':

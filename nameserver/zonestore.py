@@ -179,7 +179,7 @@ class Builder:
         self._apex = origin.to_wire().lower()
         self._records: dict[bytes, bytes] = {}
         self._cased: dict[bytes, bytes] = {}
-        self._facts: dict[str, set[bytes]] = {kind: set() for kind in _FACTS}
+        self._facts: dict[str, set[bytes]] = {kind: set() for kind in (*_FACTS, "nsec3")}
         self._count = 0
         self._key: bytes | None = None
         self._open: _Open = {}
@@ -261,17 +261,15 @@ class Builder:
         self._records[key] = b"".join(parts)
         if dns.rdatatype.CNAME in covered and covered - _NEUTRAL - {dns.rdatatype.CNAME}:
             raise Conflict("a CNAME and other data")
-        nsec3_only = covered == {_NSEC3}
+        nsec3 = self._facts["nsec3"]
+        if covered == {_NSEC3}:
+            nsec3.add(key)
+            return
+        nsec3.discard(key)  # an NSEC3 owner that other data joined
+        # An owner that is no longer NSEC3-only never becomes it again: facts only grow.
         for kind, rdtype in _FACTS.items():
-            member = (rdtype, 0) in self._open and not nsec3_only
-            if kind == "cuts":
-                member = member and key != self._apex
-            elif kind == "nsec3":
-                member = nsec3_only
-            if member:
+            if (rdtype, 0) in self._open and (kind != "cuts" or key != self._apex):
                 self._facts[kind].add(key)
-            elif key in self._facts[kind]:
-                self._facts[kind].discard(key)
 
     def _empty_non_terminals(self) -> tuple[bytes, ...]:
         """Names with no data of their own between the apex and an owner below them."""
@@ -290,12 +288,7 @@ class Builder:
 
 
 #: The owners a lookup must find at once, by the type that puts them there.
-_FACTS = {
-    "cuts": dns.rdatatype.NS,
-    "dnames": dns.rdatatype.DNAME,
-    "nsec": dns.rdatatype.NSEC,
-    "nsec3": _NSEC3,
-}
+_FACTS = {"cuts": dns.rdatatype.NS, "dnames": dns.rdatatype.DNAME, "nsec": dns.rdatatype.NSEC}
 
 
 def _canonical(rdtype: int, wire: bytes) -> bytes:

@@ -157,6 +157,13 @@ def _group(node: yaml.Node, base: pathlib.Path) -> str:
     return name
 
 
+def _udp_batch(node: yaml.Node, base: pathlib.Path) -> int:
+    count = _scalar(node, "int", "a number of datagrams")
+    if not 1 <= count <= 1024:
+        raise _Invalid.at(node, f"{count} datagrams per batch is outside 1..1024")
+    return count
+
+
 def _host_port(node: yaml.Node, base: pathlib.Path) -> tuple[str, int]:
     """``127.0.0.1:9153`` or ``[::1]:9153``: where an HTTP endpoint listens."""
     text = _scalar(node, "str", "an address:port")
@@ -335,6 +342,8 @@ class ServerSettings:
     # Started as root, every process drops to these after the sockets are open.
     user: str | None = field(default=None, metadata={"parse": _user})
     group: str | None = field(default=None, metadata={"parse": _group})
+    # Datagrams per recvmmsg/sendmmsg call on Linux; 1 is the portable recvmsg/sendmsg loop.
+    udp_batch: int = field(default=64, metadata={"parse": _udp_batch})
     # Compiled zones kept across restarts, so an unchanged zone file is not compiled again.
     cache_dir: pathlib.Path | None = field(
         default_factory=_environment_cache_dir, metadata={"parse": _cache_dir}

@@ -13,6 +13,7 @@ import selectors
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import dns.name
@@ -20,9 +21,10 @@ import dns.rcode
 import dns.rdatatype
 
 from nameserver import logs
+from nameserver.config import ServerSettings
 from nameserver.logs import QueryLog
 from nameserver.metrics import WorkerStats
-from nameserver.net import Handler, pktinfo
+from nameserver.net import Handler, batched, pktinfo
 from nameserver.net.listeners import Endpoint
 from nameserver.net.tcp import TcpConnection
 from nameserver.net.udp import UdpEndpoint
@@ -41,7 +43,11 @@ Dispatch = Callable[[int, float], None]
 
 
 class Server:
-    """Serves ``endpoints`` with ``responder`` until :meth:`stop` or SIGTERM/SIGINT."""
+    """Serves ``endpoints`` with ``responder`` until :meth:`stop` or SIGTERM/SIGINT.
+
+    ``udp_batch`` is how many datagrams one system call moves on Linux; 1, or a system without
+    ``recvmmsg``, serves each UDP socket one ``recvmsg``/``sendmsg`` at a time.
+    """
 
     def __init__(
         self,
@@ -50,6 +56,7 @@ class Server:
         layout: pktinfo.Layout,
         report: Callable[[WorkerStats], None] | None = None,
         query_log: QueryLog | None = None,
+        udp_batch: int = ServerSettings.udp_batch,
     ) -> None:
         self.responder = responder
         self.query_log = query_log or QueryLog(enabled=False)
@@ -69,7 +76,7 @@ class Server:
         udp_handler = self._guarded(Transport.UDP)
         for endpoint in endpoints:
             if endpoint.sock.type == socket.SOCK_DGRAM:
-                udp = UdpEndpoint(endpoint.sock, udp_handler, layout, self.drops)
+                udp = _udp_endpoint(endpoint.sock, udp_handler, layout, self.drops, udp_batch)
                 dispatch: Dispatch = _ignore_arguments(udp.on_readable)
             else:
                 dispatch = self._acceptor(endpoint.sock)
@@ -218,6 +225,19 @@ class Server:
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _udp_endpoint(
+    sock: socket.socket, handler: Handler, layout: pktinfo.Layout, drops: Counter[str], batch: int
+) -> UdpEndpoint:
+    """The batched loop where asked for and available; said in the log, since a system without
+    ``recvmmsg`` quietly serves a fraction of the queries."""
+    host, port = sock.getsockname()[:2]
+    if batch > 1 and batched.available():
+        log.debug("UDP [%s]:%d: up to %d datagrams per recvmmsg/sendmmsg", host, port, batch)
+        return batched.BatchedUdpEndpoint(sock, handler, layout, drops, batch)
+    log.debug("UDP [%s]:%d: one datagram per recvmsg/sendmsg", host, port)
+    return UdpEndpoint(sock, handler, layout, drops)
 
 
 def _question_name(response: bytes) -> str:

@@ -109,7 +109,8 @@ def test_empty_file_lacks_zones(folder: Path) -> None:
             "server:\n  threads: 4\n" + ZONES,
             2,
             "server.threads",
-            "listen, port, ipv6_only, identity, version, nsid, workers, user, group, cache_dir",
+            "listen, port, ipv6_only, identity, version, nsid, workers, user, group, udp_batch, "
+            "cache_dir",
         ),
         (ZONES + "    serial: 1\n", 4, "zones[0].serial", "name, file"),
     ],
@@ -148,6 +149,12 @@ def test_key_given_twice(folder: Path) -> None:
         ),
         ("user: no-such-user-here", "server.user: no user 'no-such-user-here' on this system"),
         ("group: no-such-group-here", "server.group: no group 'no-such-group-here' on this system"),
+        ("udp_batch: 0", "server.udp_batch: 0 datagrams per batch is outside 1..1024"),
+        ("udp_batch: 1025", "server.udp_batch: 1025 datagrams per batch is outside 1..1024"),
+        (
+            "udp_batch: lots",
+            "server.udp_batch: expected a number of datagrams, got the string 'lots'",
+        ),
     ],
 )
 def test_bad_server_setting(folder: Path, setting: str, problem: str) -> None:
@@ -221,7 +228,8 @@ zones:
         f"{path}:2: server.listen[1]: '192.0.2.300' is not an IP address",
         f"{path}:3: server.port: expected a port number, got the boolean true",
         f"{path}:4: server.colour: unknown key; allowed: "
-        "listen, port, ipv6_only, identity, version, nsid, workers, user, group, cache_dir",
+        "listen, port, ipv6_only, identity, version, nsid, workers, user, group, udp_batch, "
+        "cache_dir",
         f"{path}:7: zones[0].file: zone file {folder}/nowhere.zone does not exist or is not a file",
         f"{path}:8: zones[1].name: required, but missing",
     ]
@@ -230,3 +238,9 @@ zones:
 def test_workers_auto_is_one_per_usable_cpu(folder: Path) -> None:
     config = load_config(write(folder, "server:\n  workers: auto\n" + ZONES))
     assert config.server.workers == len(os.sched_getaffinity(0))
+
+
+def test_udp_batch_is_read_and_defaults_to_64(folder: Path) -> None:
+    assert load_config(write(folder, ZONES)).server.udp_batch == 64
+    config = load_config(write(folder, "server:\n  udp_batch: 1\n" + ZONES))
+    assert config.server.udp_batch == 1

@@ -1,6 +1,9 @@
 """The UDP path on real loopback sockets, no root needed: every 127.0.0.0/8 address is local, so
 a query to 127.0.0.53 from 127.0.0.1 is the multi-address case in miniature. Clients use
-connected sockets, which the kernel lets receive only from the address they connected to."""
+connected sockets, which the kernel lets receive only from the address they connected to.
+
+Every loopback test runs on both loops: one datagram per ``recvmsg``/``sendmsg``, and the Linux
+``recvmmsg``/``sendmmsg`` batches (``test_batched.py`` has what only the batches do)."""
 
 from __future__ import annotations
 
@@ -8,17 +11,41 @@ import ipaddress
 import select
 import socket
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from support import free_port, in_pktinfo
 
-from nameserver.net import pktinfo
+from nameserver.net import Handler, batched, pktinfo
 from nameserver.net.listeners import Endpoint, open_endpoints
 from nameserver.net.udp import UdpEndpoint
 
 LINUX = pktinfo.LINUX
 pytestmark = pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6 on loopback")
+
+MakeEndpoint = Callable[[socket.socket, Handler, Counter[str]], UdpEndpoint]
+
+
+def one_packet(sock: socket.socket, handler: Handler, drops: Counter[str]) -> UdpEndpoint:
+    return UdpEndpoint(sock, handler, LINUX, drops)
+
+
+def batches(sock: socket.socket, handler: Handler, drops: Counter[str]) -> UdpEndpoint:
+    return batched.BatchedUdpEndpoint(sock, handler, LINUX, drops, 64)
+
+
+@pytest.fixture(
+    params=[
+        one_packet,
+        pytest.param(
+            batches,
+            marks=pytest.mark.skipif(not batched.available(), reason="no recvmmsg here"),
+        ),
+    ],
+    ids=["recvmsg", "recvmmsg"],
+)
+def make_endpoint(request: pytest.FixtureRequest) -> MakeEndpoint:
+    return request.param
 
 
 @pytest.fixture(params=[False, True], ids=["dual-stack", "ipv6-only"])
@@ -34,12 +61,14 @@ def echo(data: bytes, peer: tuple, local: bytes) -> bytes:
     return local + b":" + data
 
 
-def serve_one(endpoints: list[Endpoint], drops: Counter[str]) -> None:
+def serve_one(
+    endpoints: list[Endpoint], drops: Counter[str], make_endpoint: MakeEndpoint = one_packet
+) -> None:
     socks = [endpoint.sock for endpoint in endpoints]
     readable, _, _ = select.select(socks, [], [], 2.0)
     assert readable, "the query never arrived"
     for sock in readable:
-        UdpEndpoint(sock, echo, LINUX, drops).on_readable()
+        make_endpoint(sock, echo, drops).on_readable()
 
 
 def client(server: str, port: int, source: str) -> socket.socket:
@@ -61,13 +90,13 @@ def client(server: str, port: int, source: str) -> socket.socket:
     ],
 )
 def test_reply_leaves_from_the_queried_address(
-    endpoints: list[Endpoint], server: str, source: str
+    endpoints: list[Endpoint], make_endpoint: MakeEndpoint, server: str, source: str
 ) -> None:
     drops: Counter[str] = Counter()
     port = endpoints[0].sock.getsockname()[1]
     with client(server, port, source) as sock:
         sock.send(b"hello")
-        serve_one(endpoints, drops)
+        serve_one(endpoints, drops, make_endpoint)
         assert sock.recv(100) == ipaddress.ip_address(server).packed + b":hello"
     assert not drops
 

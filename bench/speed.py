@@ -59,6 +59,7 @@ START_TIMEOUT = 120.0  # seconds for a server to load the zone and answer
 DNSPERF_GRACE = 30.0  # seconds past its own limit before a dnsperf run is killed
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVERS = ("NSD", "nameserverd")
+RECORDS = 22_111  # 10,000 hosts: the zone size the batched UDP loop's measurements used
 PORTS = {"NSD": NSD_PORT, "nameserverd": NAMESERVERD_PORT}
 
 
@@ -72,14 +73,25 @@ class Run:
     cpu_percent: float
 
 
-def dnsperf_argv(
-    netns: str, cpu: int, port: int, queries: Path, seconds: float, outstanding: int
-) -> list[str]:
-    """dnsperf flat out to 127.0.0.1 inside ``netns``, pinned to ``cpu``: one client, at most
-    ``outstanding`` queries in flight, looping over the query file for ``seconds``."""
-    argv = ["taskset", "-c", str(cpu), "dnsperf", "-s", LOOPBACK, "-p", str(port)]
-    argv += ["-d", str(queries), "-l", f"{seconds:g}", "-t", f"{QUERY_TIMEOUT:g}"]
-    return netns_argv(netns, [*argv, "-q", str(outstanding)])
+@dataclass(frozen=True)
+class Dnsperf:
+    """How dnsperf runs: pinned to ``cpu``, one client, at most ``outstanding`` queries in
+    flight, for ``seconds`` or, with ``passes``, until it has gone through the file that many
+    times, whichever comes first."""
+
+    cpu: int
+    outstanding: int
+    seconds: float
+    passes: int | None = None
+
+    def argv(self, netns: str, port: int, queries: Path) -> list[str]:
+        """dnsperf flat out to 127.0.0.1 inside ``netns``."""
+        argv = ["taskset", "-c", str(self.cpu), "dnsperf", "-s", LOOPBACK, "-p", str(port)]
+        argv += ["-d", str(queries), "-l", f"{self.seconds:g}", "-t", f"{QUERY_TIMEOUT:g}"]
+        argv += ["-q", str(self.outstanding)]
+        if self.passes is not None:
+            argv += ["-n", str(self.passes)]
+        return netns_argv(netns, argv)
 
 
 def cpu_percent(before: dict[int, int], after: dict[int, int], seconds: float) -> float:
@@ -90,21 +102,17 @@ def cpu_percent(before: dict[int, int], after: dict[int, int], seconds: float) -
     return 100.0 * used / CLOCK_TICKS / seconds
 
 
-def measure(
-    netns: str, server: Started, args: argparse.Namespace, shape: str, queries: Path
-) -> Run:
+def measure(netns: str, server: Started, dnsperf: Dnsperf, shape: str, queries: Path) -> Run:
     """One dnsperf run against ``server``, with its CPU time sampled around it.
 
     dnsperf writes to a file, not a pipe (as in ``bench.reload_under_load``): a line per lost
     query into a pipe nobody reads would stall it.
     """
-    argv = dnsperf_argv(
-        netns, args.dnsperf_cpu, PORTS[server.name], queries, args.seconds, args.outstanding
-    )
+    argv = dnsperf.argv(netns, PORTS[server.name], queries)
     with tempfile.TemporaryFile() as output:
         before, began = cpu_ticks(server.pids()), time.monotonic()
         done = subprocess.run(
-            argv, stdout=output, stderr=subprocess.STDOUT, timeout=args.seconds + DNSPERF_GRACE
+            argv, stdout=output, stderr=subprocess.STDOUT, timeout=dnsperf.seconds + DNSPERF_GRACE
         )
         after, took = cpu_ticks(server.pids()), time.monotonic() - began
         output.seek(0)
@@ -115,8 +123,10 @@ def measure(
 
 
 def run_all(netns: str, files: BenchFiles, args: argparse.Namespace, folder: Path) -> list[Run]:
-    """Both servers up at once (the idle one costs nothing), pinned, then every run in order:
-    per round and load shape, NSD then nameserverd."""
+    """Both servers up at once (the idle one costs nothing), pinned; each goes once through the
+    mixed queries unmeasured (an answer cache is then as warm as a server's that has been up a
+    while; NSD has none), then every run in order: per round and load shape, NSD then
+    nameserverd."""
     shapes = {"mixed": files.mix, "nonexistent": files.nonexistent}
     origin = files.shape.origin
     runs: list[Run] = []
@@ -129,10 +139,16 @@ def run_all(netns: str, files: BenchFiles, args: argparse.Namespace, folder: Pat
         servers = {"NSD": nsd, "nameserverd": nameserverd}
         for server in servers.values():
             pin(server.pids(), args.server_cpu)
+        if args.warmup > 0:
+            warmup = Dnsperf(args.dnsperf_cpu, args.outstanding, args.warmup, passes=1)
+            for name in SERVERS:
+                run = measure(netns, servers[name], warmup, "mixed", files.mix)
+                print(f"warm-up: {run_line(run)}", flush=True)
+        dnsperf = Dnsperf(args.dnsperf_cpu, args.outstanding, args.seconds)
         for round_number in range(1, args.rounds + 1):
             for shape, queries in shapes.items():
                 for name in SERVERS:
-                    run = measure(netns, servers[name], args, shape, queries)
+                    run = measure(netns, servers[name], dnsperf, shape, queries)
                     print(f"round {round_number}: {run_line(run)}", flush=True)
                     runs.append(run)
     return runs
@@ -202,10 +218,13 @@ def table_rows(summaries: dict[tuple[str, str], Summary]) -> list[tuple[str, ...
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=100_000, help="zone size, default 100,000")
+    parser.add_argument("--records", type=int, default=RECORDS, help=f"zone size, {RECORDS:,}")
     parser.add_argument("--rounds", type=int, default=2, help="runs per server and load, 2")
     parser.add_argument("--seconds", type=float, default=15, help="each run's length, 15")
     parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q, default 100")
+    parser.add_argument(
+        "--warmup", type=float, default=120, help="at most, for one unmeasured pass; 0: none"
+    )
     parser.add_argument("--mix-queries", type=int, default=MIX_QUERIES, help="lines, 100,000")
     parser.add_argument(
         "--nonexistent-queries", type=int, default=NONEXISTENT_QUERIES, help="lines, 1,000,000"
@@ -229,8 +248,9 @@ def main() -> int:
             nonexistent=args.nonexistent_queries,
         )
         print(
-            f"{files.shape.records:,} records in {files.shape.origin}; {args.rounds} rounds x "
-            f"{args.seconds:g} s per server and load; dnsperf -q {args.outstanding} on CPU "
+            f"{files.shape.records:,} records in {files.shape.origin}; a warm-up pass of at "
+            f"most {args.warmup:g} s, then {args.rounds} rounds x {args.seconds:g} s per "
+            f"server and load; dnsperf -q {args.outstanding} on CPU "
             f"{args.dnsperf_cpu}, both servers on CPU {args.server_cpu}; load average "
             f"{os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs",
             flush=True,

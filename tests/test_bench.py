@@ -224,3 +224,13 @@ def test_zone_load_table_with_the_cache_has_both_starts() -> None:
 def test_zone_load_asks_the_daemon_about_the_cache_without_failing(tmp_path: Path) -> None:
     """Whichever the answer, the probe configuration itself must stay valid."""
     assert zone_load.cache_supported(tmp_path / "probe") in (True, False)
+
+
+def test_dnsperf_runs_pinned_inside_the_namespace_and_stops_after_one_pass_for_warm_up() -> None:
+    measured = speed.Dnsperf(cpu=0, outstanding=100, seconds=15).argv("ns", 5301, Path("q"))
+    assert measured[:6] == ["ip", "netns", "exec", "ns", "taskset", "-c"]
+    assert "-n" not in measured
+    warmup = speed.Dnsperf(cpu=0, outstanding=100, seconds=120, passes=1).argv(
+        "ns", 5301, Path("q")
+    )
+    assert warmup[-2:] == ["-n", "1"]

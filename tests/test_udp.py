@@ -8,6 +8,7 @@ Every loopback test runs on both loops: one datagram per ``recvmsg``/``sendmsg``
 from __future__ import annotations
 
 import ipaddress
+import logging
 import select
 import socket
 from collections import Counter
@@ -19,6 +20,9 @@ from support import free_port, in_pktinfo
 from nameserver.net import Handler, batched, pktinfo
 from nameserver.net.listeners import Endpoint, open_endpoints
 from nameserver.net.udp import UdpEndpoint
+from nameserver.responder import Responder
+from nameserver.server import Server
+from nameserver.zones import ZoneSet
 
 LINUX = pktinfo.LINUX
 pytestmark = pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6 on loopback")
@@ -146,3 +150,23 @@ class TestDrops:
     def test_truncated_control_data_falls_back_to_a_plain_send(self) -> None:
         drops = self.serve(self.v4("192.0.2.99", "192.0.2.99"), flags=socket.MSG_CTRUNC)
         assert drops == {"pktinfo_missing": 1}
+
+
+@pytest.mark.parametrize(
+    ("udp_batch", "says"),
+    [
+        (1, "one datagram per recvmsg/sendmsg"),
+        pytest.param(
+            64,
+            "up to 64 datagrams per recvmmsg/sendmmsg",
+            marks=pytest.mark.skipif(not batched.available(), reason="no recvmmsg here"),
+        ),
+    ],
+)
+def test_the_server_serves_udp_with_the_loop_asked_for(
+    endpoints: list[Endpoint], caplog: pytest.LogCaptureFixture, udp_batch: int, says: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="nameserver.server")
+    server = Server(endpoints, Responder(ZoneSet([])), LINUX, udp_batch=udp_batch)
+    server.close()
+    assert caplog.text.count(says) == len(endpoints)

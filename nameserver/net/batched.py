@@ -203,7 +203,8 @@ class BatchedUdpEndpoint(UdpEndpoint):
         for name, size in sizes.items():
             offsets[name] = total
             total += _align(size)
-        self._memory = mmap.mmap(-1, total)
+        # Private, not mmap's default MAP_SHARED: a process forked later gets its own copy.
+        self._memory = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE)
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._memory))
         self._offsets = offsets
         received = (MMsgHdr * batch).from_buffer(self._memory, offsets["received"])

@@ -333,3 +333,18 @@ def test_many_queries_are_each_answered_once_in_batches(server: socket.socket) -
     finally:
         for sock in clients:
             sock.close()
+
+
+def test_peers_are_spelled_right_past_the_remembered_hosts(server: socket.socket) -> None:
+    """More distinct peers than the text cache holds: it starts over and stays right."""
+    dual = server.family == socket.AF_INET6
+    peers: list[tuple] = []
+    for number in range(5000):
+        host = f"10.{number >> 8 & 255}.{number & 255}.{number % 7}"
+        peers.append((f"::ffff:{host}", 1024 + number, 0, 0) if dual else (host, 1024 + number))
+    handler = Echo()
+    endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, Counter(), 64)
+    endpoint._recvmmsg = Kernel([Arrival(b"silence", peer, []) for peer in peers])
+    while endpoint._recvmmsg.queued:
+        endpoint.on_readable()
+    assert [peer for _data, peer, _local in handler.calls] == peers

@@ -81,6 +81,9 @@ _DATA_SPACE = MAX_DATAGRAM + 1
 # How many parsed pktinfo reports and built source messages are remembered: one per local
 # address and interface in practice, far fewer than this.
 _REMEMBERED = 1024
+# How many peer addresses are remembered as text. inet_ntop costs about a microsecond, and an
+# authoritative server hears mostly from a few busy resolvers; when full, it starts over.
+_REMEMBERED_HOSTS = 4096
 _UNSEEN = object()
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 # Never block, whatever the socket's mode: the loop serves other sockets too.
@@ -179,9 +182,10 @@ class BatchedUdpEndpoint(UdpEndpoint):
         # Enough batches per readiness event to serve the one-packet loop's burst.
         self._batches = max(1, BURST // batch)
         v6 = sock.family == socket.AF_INET6
-        self._peer = _peer_v6 if v6 else _peer_v4
+        self._peer = self._peer_v6 if v6 else self._peer_v4
         self._namelen = _SOCKADDR_IN6_SIZE if v6 else _SOCKADDR_IN_SIZE
         self._destinations: dict[bytes, pktinfo.Destination | None] = {}
+        self._hosts: dict[bytes, str] = {}
         self._controls: dict[bytes, bytes] = {}
         self._peers: list[tuple] = [()] * batch
         self._replies = (_ReplyVec * batch)()
@@ -316,13 +320,20 @@ class BatchedUdpEndpoint(UdpEndpoint):
                 self._controls[destination.address] = packed
         return packed
 
+    def _peer_v4(self, memory: mmap.mmap, offset: int) -> tuple:
+        port, address = _SOCKADDR_IN.unpack_from(memory, offset)
+        return self._host(socket.AF_INET, address), port
 
-def _peer_v4(memory: mmap.mmap, offset: int) -> tuple:
-    port, address = _SOCKADDR_IN.unpack_from(memory, offset)
-    return socket.inet_ntop(socket.AF_INET, address), port
+    def _peer_v6(self, memory: mmap.mmap, offset: int) -> tuple:
+        port, flowinfo, address = _SOCKADDR_IN6.unpack_from(memory, offset)
+        (scope_id,) = _SCOPE_ID.unpack_from(memory, offset + _SCOPE_ID_AT)
+        return self._host(socket.AF_INET6, address), port, flowinfo, scope_id
 
-
-def _peer_v6(memory: mmap.mmap, offset: int) -> tuple:
-    port, flowinfo, address = _SOCKADDR_IN6.unpack_from(memory, offset)
-    (scope_id,) = _SCOPE_ID.unpack_from(memory, offset + _SCOPE_ID_AT)
-    return socket.inet_ntop(socket.AF_INET6, address), port, flowinfo, scope_id
+    def _host(self, family: int, packed: bytes) -> str:
+        """``packed`` as the socket module spells it (both families have their own lengths)."""
+        host = self._hosts.get(packed)
+        if host is None:
+            if len(self._hosts) >= _REMEMBERED_HOSTS:
+                self._hosts.clear()
+            host = self._hosts[packed] = socket.inet_ntop(family, packed)
+        return host

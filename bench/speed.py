@@ -171,6 +171,7 @@ class Summary:
     latency_ms: float
     lost: float
     cpu_percent: float
+    per_cpu_second: float  # queries answered per second of server CPU
 
 
 def summarize(runs: list[Run]) -> dict[tuple[str, str], Summary]:
@@ -184,12 +185,26 @@ def summarize(runs: list[Run]) -> dict[tuple[str, str], Summary]:
             latency_ms=statistics.median(run.measured.latency_avg * 1000 for run in group),
             lost=statistics.median(run.measured.lost for run in group),
             cpu_percent=statistics.median(run.cpu_percent for run in group),
+            per_cpu_second=statistics.median(
+                run.measured.qps * 100 / run.cpu_percent if run.cpu_percent else 0.0
+                for run in group
+            ),
         )
         for key, group in groups.items()
     }
 
 
-HEADER = ("load", "server", "QPS", "avg latency ms", "lost", "server CPU %", "QPS / NSD", "target")
+HEADER = (
+    "load",
+    "server",
+    "QPS",
+    "avg latency ms",
+    "lost",
+    "server CPU %",
+    "queries per CPU s",
+    "QPS / NSD",
+    "target",
+)
 
 
 def table_rows(summaries: dict[tuple[str, str], Summary]) -> list[tuple[str, ...]]:
@@ -209,6 +224,7 @@ def table_rows(summaries: dict[tuple[str, str], Summary]) -> list[tuple[str, ...
                     f"{summary.latency_ms:.3f}",
                     f"{summary.lost:,.0f}",
                     f"{summary.cpu_percent:.0f}",
+                    f"{summary.per_cpu_second:,.0f}",
                     f"{summary.qps / nsd_qps:.2f}" if ours and nsd_qps else "1.00",
                     f">= {target:g}" if ours else "",
                 )

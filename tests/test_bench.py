@@ -192,8 +192,8 @@ def test_speed_table_has_medians_and_the_ratio_to_nsd() -> None:
     runs += [run("mixed", "nameserverd", 90_000.0, 60.0), run("mixed", "nameserverd", 95_000.0, 70)]
     rows = speed.table_rows(speed.summarize(runs))
     assert rows[1][:4] == ("mixed", "nameserverd", "90,000", "1.000")
-    assert rows[1][5:] == ("60", "0.90", ">= 0.9")
-    assert rows[3][6:] == ("0.50", ">= 0.3")
+    assert rows[1][5:] == ("60", "135,714", "0.90", ">= 0.9")
+    assert rows[3][7:] == ("0.50", ">= 0.3")
     assert len(markdown_table(speed.HEADER, rows).splitlines()) == 2 + len(rows)
 
 

@@ -369,6 +369,9 @@ def _encode_name(text: str, origin_wire: bytes) -> bytes | None:
         return origin_wire
     if "\\" in text or not text.isascii() or text[0] == '"':
         return None
+    if "." not in text and len(text) < 64:  # one relative label: most owner names
+        wire = _LENGTHS[len(text)] + text.encode() + origin_wire
+        return wire if len(wire) <= 255 else None
     if text == ".":
         return b"\0"
     absolute = text[-1] == "."

@@ -36,6 +36,7 @@ _NSEC3 = dns.rdatatype.NSEC3
 # An rdataset: type, covered type (RRSIG only), TTL, number of rdata; each rdata: its length.
 _HEADER = struct.Struct("!HHIH")
 _LENGTH = struct.Struct("!H")
+_SINGLE = struct.Struct("!HHIHH")  # the header of an rdataset of one rdata, and its length
 # RFC 2181 §10.1 and RFC 4035 §2.5: beside a CNAME only DNSSEC data may live; dnspython's rule.
 _NEUTRAL = frozenset({dns.rdatatype.NSEC, _NSEC3, dns.rdatatype.KEY})
 # Types of which an owner has one record at most (SOA, CNAME, DNAME, NSEC...).
@@ -290,6 +291,10 @@ class Builder:
         covered = set()
         for (rdtype, covers), (ttl, rdatas) in self._open.items():
             covered.add(covers if rdtype == _RRSIG else rdtype)
+            if len(rdatas) == 1:  # most RRsets: header and length in one call
+                [wire] = rdatas.values()
+                parts += (_SINGLE.pack(rdtype, covers, ttl, 1, len(wire)), wire)
+                continue
             parts.append(_HEADER.pack(rdtype, covers, ttl, len(rdatas)))
             for wire in rdatas.values():
                 parts += (_LENGTH.pack(len(wire)), wire)
@@ -301,6 +306,8 @@ class Builder:
             nsec3.add(key)
             return
         nsec3.discard(key)  # an NSEC3 owner that other data joined
+        if _FACT_KEYS.isdisjoint(self._open):
+            return
         # An owner that is no longer NSEC3-only never becomes it again: facts only grow.
         for kind, rdtype in _FACTS.items():
             if (rdtype, 0) in self._open and (kind != "cuts" or key != self._apex):
@@ -324,6 +331,7 @@ class Builder:
 
 #: The owners a lookup must find at once, by the type that puts them there.
 _FACTS = {"cuts": dns.rdatatype.NS, "dnames": dns.rdatatype.DNAME, "nsec": dns.rdatatype.NSEC}
+_FACT_KEYS = frozenset((rdtype, 0) for rdtype in _FACTS.values())
 
 
 def _canonical(rdtype: int, wire: bytes) -> bytes:

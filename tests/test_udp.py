@@ -105,6 +105,28 @@ def test_reply_leaves_from_the_queried_address(
     assert not drops
 
 
+def test_the_largest_datagram_arrives_whole(
+    endpoints: list[Endpoint], make_endpoint: MakeEndpoint
+) -> None:
+    """65,507 bytes, the most an IPv4 datagram carries: neither loop cuts it."""
+    drops: Counter[str] = Counter()
+    sizes: list[int] = []
+
+    def measure(data: bytes, peer: tuple, local: bytes) -> bytes:
+        sizes.append(len(data))
+        return b"ok"
+
+    port = endpoints[0].sock.getsockname()[1]
+    with client("127.0.0.1", port, "127.0.0.1") as sock:
+        sock.send(b"q" * 65507)
+        readable, _, _ = select.select([e.sock for e in endpoints], [], [], 2.0)
+        assert readable, "the query never arrived"
+        make_endpoint(readable[0], measure, drops).on_readable()
+        assert sock.recv(100) == b"ok"
+    assert sizes == [65507]
+    assert not drops
+
+
 def test_a_plain_send_from_the_wildcard_would_be_rejected(endpoints: list[Endpoint]) -> None:
     """The control case: without a source address the reply comes from 127.0.0.1 and the
     client never sees it. This is what the tests above would catch."""

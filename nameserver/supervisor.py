@@ -152,7 +152,7 @@ class Supervisor:
         current = self.generation
         try:
             config = load_config(current.config.path)
-            zones = load_zones(config.zones)
+            zones = load_zones(config.zones, config.server.cache_dir, current.zones)
         except LoadError as error:
             self.reloads["failure"] += 1
             for line in error.errors:
@@ -262,6 +262,7 @@ class Supervisor:
                 self.layout,
                 metrics.snapshot_sender(report),
                 QueryLog(generation.config.log.queries),
+                udp_batch=generation.config.server.udp_batch,
             )
             status = 1
             server.run()

@@ -57,10 +57,6 @@ def test_udp_batch_1_answers_a_secondary_address_from_itself(
     assert_authoritative(client.ask(target, WWW, rdtype), target, WWW, rdtype, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor.py does not pass config.server.udp_batch to Server yet",
-)
 def test_udp_batch_1_serves_one_datagram_per_system_call(
     topology: netns.Topology, one_datagram: Daemon
 ) -> None:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from nameserver.wirequery import Shape
 
 # Bytes of stored answers per level and transport: at most four times this per worker.
-LEVEL_BUDGET = 8 << 20
+LEVEL_BUDGET = 32 << 20
 # What a stored entry costs besides its answer's bytes (key, tuple, dict slot), roughly.
 _ENTRY_OVERHEAD = 200
 _RD = 0x01

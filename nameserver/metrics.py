@@ -45,8 +45,19 @@ OTHER = "other"
 Snapshot = dict[str, Any]
 
 
+# Distinct (transport, local address, qtype, rcode, duration bucket) counted per query before
+# they are added into the labelled totals: a bound on memory whatever the traffic.
+_PENDING = 4096
+
+
 class WorkerStats:
-    """One worker's totals since it started."""
+    """One worker's totals since it started.
+
+    A query costs one counter increment: :meth:`record` counts the combination of all its
+    labels, and the per-metric totals are summed from those when a snapshot is taken (or when
+    many different combinations have piled up). Three counters and a histogram per query cost
+    about as much as answering it from the cache.
+    """
 
     def __init__(self) -> None:
         self.queries: Counter[tuple[str, str, int]] = Counter()  # transport, family, qtype
@@ -55,21 +66,33 @@ class WorkerStats:
         self.drops: Counter[str] = Counter()
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
+        self._pending: Counter[tuple[str, bytes, int, int, int]] = Counter()
 
     def record(self, transport: str, local: bytes, outcome: Outcome, seconds: float) -> None:
         """Count one answered query; ``local`` is the address it was sent to, packed."""
-        family = "ipv4" if len(local) == 4 else "ipv6"
-        self.queries[transport, family, outcome.qtype] += 1
-        self.responses[transport, outcome.rcode] += 1
-        if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
-            self.local[local] += 1
-        else:
-            self.local[b""] += 1
-        self.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        pending = self._pending
+        bucket = bisect.bisect_left(DURATION_BUCKETS, seconds)
+        pending[transport, local, outcome.qtype, outcome.rcode, bucket] += 1
         self.duration_sum += seconds
+        if len(pending) > _PENDING:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the pending combinations into the labelled totals."""
+        for (transport, local, qtype, rcode, bucket), count in self._pending.items():
+            family = "ipv4" if len(local) == 4 else "ipv6"
+            self.queries[transport, family, qtype] += count
+            self.responses[transport, rcode] += count
+            if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
+                self.local[local] += count
+            else:
+                self.local[b""] += count
+            self.buckets[bucket] += count
+        self._pending.clear()
 
     def snapshot(self) -> Snapshot:
         """The totals with text labels, as JSON can carry them."""
+        self._fold()
         return {
             "queries": [
                 [transport, family, _qtype_text(qtype), count]

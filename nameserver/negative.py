@@ -54,6 +54,9 @@ class _ZoneFacts:
     numbers: bytes
     # True when the zone has no DNSSEC data to add for a DO query: no chain, no SOA RRSIG.
     unsigned: bool
+    # Names below the apex that end the SOA's MNAME or RNAME (lower-case wire): the only
+    # names between a query name and the apex that its compression could point to.
+    shared: frozenset[bytes]
 
 
 class NegativeAnswers:
@@ -62,6 +65,9 @@ class NegativeAnswers:
     def __init__(self, indexes: Iterable[ZoneIndex], udp_payload: int) -> None:
         self._zones = {lower_wire(index.origin): _facts(index) for index in indexes}
         self._udp_payload = udp_payload
+        # A zone's SOA record as it follows a question, by the facts its bytes depend on; few
+        # (a question's length and the odd name shared with the SOA's), never more than that.
+        self._soa_records: dict[tuple[bytes, int, tuple[int, ...]], bytes] = {}
 
     def answer(self, wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
         """The answer and its rcode, or ``None`` when dnspython's path must answer."""
@@ -93,14 +99,37 @@ class NegativeAnswers:
         query_flags = wire[2] << 8 | wire[3]
         counts = (1, 0, 0 if soa is None else 1, 0 if shape.edns < 0 else 1)
         header = _HEADER.pack(0, flags | query_flags & _RD_CD, *counts)
-        out = bytearray(wire[:2] + header[2:] + wire[12 : shape.qname_end + 4])
+        parts = [wire[:2], header[2:], wire[12 : shape.qname_end + 4]]
         if soa is not None:
-            facts, origin_offset = soa
-            _write_soa(out, shape.qname, origin_offset, facts)
+            parts.append(self._soa_record(shape.qname, *soa))
         if shape.edns == 0:
             ttl = _DO if shape.dnssec_ok else 0
-            out += b"\0" + _RR_FIXED.pack(_OPT, self._udp_payload, ttl, 0)
-        return bytes(out)
+            parts.append(b"\0" + _RR_FIXED.pack(_OPT, self._udp_payload, ttl, 0))
+        return b"".join(parts)
+
+    def _soa_record(self, qname: bytes, facts: _ZoneFacts, origin_offset: int) -> bytes:
+        """The SOA record after the question ``qname``, from the memo when it has it.
+
+        Its bytes depend on where the apex starts in the name (the owner and every pointer
+        to the apex or above are at fixed distances from it) and on which of the names
+        between the query name and the apex the SOA's names end in, nothing else.
+        """
+        shared = ()
+        if facts.shared:
+            offsets = []
+            offset = 0
+            while offset < origin_offset:
+                if qname[offset:] in facts.shared:
+                    offsets.append(offset)
+                offset += qname[offset] + 1
+            shared = tuple(offsets)
+        key = (qname[origin_offset:], origin_offset, shared)
+        record = self._soa_records.get(key)
+        if record is None:
+            out = bytearray(12 + len(qname) + 4)  # where the record starts in the answer
+            _write_soa(out, qname, origin_offset, facts)
+            record = self._soa_records[key] = bytes(out[12 + len(qname) + 4 :])
+        return record
 
 
 def _nonexistent(index: ZoneIndex, qname: bytes, origin_offset: int) -> bool:
@@ -165,9 +194,14 @@ def _facts(index: ZoneIndex) -> _ZoneFacts:
     # signed() adds the SOA's RRSIG for a DO query when the zone holds one.
     signed = index.chain is not None or len(index.signed(index.origin, soa_set, True)) > 1
     numbers = _SOA_NUMBERS.pack(soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
-    return _ZoneFacts(
-        index, index.negative_ttl, _walk(soa.mname), _walk(soa.rname), numbers, not signed
+    mname, rname = _walk(soa.mname), _walk(soa.rname)
+    origin = lower_wire(index.origin)
+    shared = frozenset(
+        suffix
+        for suffix, _label in mname + rname
+        if suffix.endswith(origin) and len(suffix) > len(origin)
     )
+    return _ZoneFacts(index, index.negative_ttl, mname, rname, numbers, not signed, shared)
 
 
 def _walk(name: dns.name.Name) -> _Walk:

@@ -76,7 +76,8 @@ class Server:
         udp_handler = self._guarded(Transport.UDP)
         for endpoint in endpoints:
             if endpoint.sock.type == socket.SOCK_DGRAM:
-                udp = _udp_endpoint(endpoint.sock, udp_handler, layout, self.drops, udp_batch)
+                sock, peers = endpoint.sock, self.query_log.enabled
+                udp = _udp_endpoint(sock, udp_handler, layout, self.drops, udp_batch, peers)
                 dispatch: Dispatch = _ignore_arguments(udp.on_readable)
             else:
                 dispatch = self._acceptor(endpoint.sock)
@@ -138,7 +139,7 @@ class Server:
     def _guarded(self, transport: Transport) -> Handler:
         """The responder for one transport, with bugs contained to the query that found them."""
 
-        def handle(wire: bytes, peer: tuple, local: bytes) -> bytes | None:
+        def handle(wire: bytes, peer: tuple | None, local: bytes) -> bytes | None:
             started = time.perf_counter()
             try:
                 outcome = self.responder.respond(wire, transport)
@@ -150,7 +151,7 @@ class Server:
                 return None
             seconds = time.perf_counter() - started
             self.stats.record(transport.value, local, outcome, seconds)
-            if self.query_log.enabled:
+            if peer is not None and self.query_log.enabled:
                 self._log_query(transport, peer, local, outcome, seconds)
             return outcome.wire
 
@@ -228,16 +229,21 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _udp_endpoint(
-    sock: socket.socket, handler: Handler, layout: pktinfo.Layout, drops: Counter[str], batch: int
+    sock: socket.socket,
+    handler: Handler,
+    layout: pktinfo.Layout,
+    drops: Counter[str],
+    batch: int,
+    needs_peer: bool,
 ) -> UdpEndpoint:
     """The batched loop where asked for and available; said in the log, since a system without
-    ``recvmmsg`` quietly serves a fraction of the queries."""
+    ``recvmmsg`` quietly serves a fraction of the queries. ``needs_peer``: the query log is on."""
     host, port = sock.getsockname()[:2]
     if batch > 1 and batched.available():
         log.debug("UDP [%s]:%d: up to %d datagrams per recvmmsg/sendmmsg", host, port, batch)
-        return batched.BatchedUdpEndpoint(sock, handler, layout, drops, batch)
+        return batched.BatchedUdpEndpoint(sock, handler, layout, drops, batch, needs_peer)
     log.debug("UDP [%s]:%d: one datagram per recvmsg/sendmsg", host, port)
-    return UdpEndpoint(sock, handler, layout, drops)
+    return UdpEndpoint(sock, handler, layout, drops, needs_peer)
 
 
 def _question_name(response: bytes) -> str:

@@ -242,27 +242,60 @@ def test_one_packet_loop_on_the_scenario(server: socket.socket, client: socket.s
     assert replies(client) == expected_replies(server)
 
 
+@pytest.mark.parametrize("needs_peer", [True, False], ids=["peer", "no-peer"])
 @pytest.mark.parametrize("batch", [64, 4, 1])
 def test_batched_loop_behaves_like_the_one_packet_loop(
-    server: socket.socket, client: socket.socket, batch: int
+    server: socket.socket, client: socket.socket, batch: int, needs_peer: bool
 ) -> None:
+    """Also without the peer's address, which only the query log wants: the handler is told
+    ``None``, and port zero is still refused."""
     arrivals = scenario(server, client)
     reference_drops: Counter[str] = Counter()
     reference = Echo()
-    one_packet = UdpEndpoint(server, reference, LINUX, reference_drops)
+    one_packet = UdpEndpoint(server, reference, LINUX, reference_drops, needs_peer)
     for arrival in arrivals:
         one_packet.serve(arrival.data, arrival.ancdata, arrival.flags, arrival.peer)
     reference_replies = replies(client)
 
     drops: Counter[str] = Counter()
     handler = Echo()
-    endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, drops, batch)
+    endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, drops, batch, needs_peer)
     endpoint._recvmmsg = Kernel(arrivals)
     while endpoint._recvmmsg.queued:
         endpoint.on_readable()
     assert handler.calls == reference.calls
+    assert all((peer is not None) == needs_peer for _data, peer, _local in handler.calls)
     assert drops == reference_drops
     assert replies(client) == reference_replies == expected_replies(server)
+
+
+def test_routes_past_the_remembered_ones(server: socket.socket, client: socket.socket) -> None:
+    """More distinct control buffers than are remembered (each with its own interface index):
+    the memory starts over between batches, and every reply still leaves from its address."""
+    port = client.getsockname()[1]
+    peer = (
+        ("::ffff:127.0.0.1", port, 0, 0)
+        if server.family == socket.AF_INET6
+        else ("127.0.0.1", port)
+    )
+    count = batched._REMEMBERED + 300
+    arrivals = [
+        Arrival(
+            str(index).encode(),
+            peer,
+            [(socket.IPPROTO_IP, 8, in_pktinfo(index, "127.0.0.53", "127.0.0.53"))],
+        )
+        for index in range(count)
+    ]
+    drops: Counter[str] = Counter()
+    endpoint = batched.BatchedUdpEndpoint(server, Echo(), LINUX, drops, 64)
+    endpoint._recvmmsg = Kernel(arrivals)
+    received: list[tuple[bytes, str]] = []
+    while endpoint._recvmmsg.queued:
+        endpoint.on_readable()
+        received += replies(client)
+    assert not drops
+    assert received == [(b"\x7f\0\0\x35:" + arrival.data, "127.0.0.53") for arrival in arrivals]
 
 
 def test_a_receive_error_is_survived(server: socket.socket, client: socket.socket) -> None:

@@ -25,6 +25,7 @@ from test_fuzz import PacketGenerator, write_fuzz_zones, zone_names
 
 from nameserver.answercache import AnswerCache, Outcome
 from nameserver.config import ServerSettings
+from nameserver.lookup import IN, lower_wire
 from nameserver.responder import Responder, Transport
 from nameserver.wirequery import read_shape
 from nameserver.zones import ZoneSet, load_zones
@@ -221,3 +222,31 @@ def test_a_full_cache_level_starts_again() -> None:
     assert len(cache.exact) == 1, "the fourth entry found the level full and emptied it"
     assert cache.shaped(*stored[0]) is None
     assert cache.shaped(*stored[3]) is not None
+
+
+def test_negative_answers_below_the_soa_names(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The negative renderer keeps each zone's SOA record by the facts its compression
+    depends on; a name below the SOA's MNAME or RNAME compresses differently from one of the
+    same length elsewhere, and each must still get dnspython's bytes, in any order."""
+    spy = PlainSpy(responder, monkeypatch)
+    names: list[dns.name.Name] = []
+    for hosted in responder.zones:
+        if any(hosted.origin.to_text() == zone for zone in (*SIGNED_ZONES, "fuzz.test.")):
+            continue
+        soa = hosted.zone.node(lower_wire(hosted.origin)).find_rdataset(IN, dns.rdatatype.SOA)[0]
+        for below in (soa.mname, soa.rname):
+            if below.is_subdomain(hosted.origin) and below != hosted.origin:
+                for prefix in ("x", "yy", "a.bc"):
+                    name = dns.name.from_text(prefix, below)
+                    # A name as long whose compression has nothing to share, asked first.
+                    length = len(name.to_wire()) - len(hosted.origin.to_wire()) - 1
+                    names += [dns.name.from_text("z" * length, hosted.origin), name]
+    assert len(names) > 9, "some SOA names are below their zone's apex"
+    for name in [*names, *reversed(names)]:
+        for use_edns in (-1, 0):
+            query = dns.message.make_query(name, "A", use_edns=use_edns)
+            outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+            assert outcome is not None and outcome.rcode == dns.rcode.NXDOMAIN, name
+    assert spy.calls == 0

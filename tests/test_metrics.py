@@ -60,6 +60,24 @@ def test_local_addresses_beyond_the_cap_count_as_other() -> None:
     assert local["other"] == 10
 
 
+def test_many_label_combinations_add_up() -> None:
+    """Per query a worker counts one combination of labels and adds them into the totals
+    when many have piled up: every qtype there is, twice, gives the same totals as a snapshot
+    taken at the end only."""
+    stats = WorkerStats()
+    for qtype in range(65536):
+        stats.record("udp", V4, Outcome(b"", qtype % 6, qtype), 0.0001 * (qtype % 7))
+        stats.record("tcp", V6, Outcome(b"", dns.rcode.NOERROR, qtype), 0.0002)
+    snapshot = stats.snapshot()
+    assert len(snapshot["queries"]) == 2 * 65536
+    assert sum(row[-1] for row in snapshot["queries"]) == 2 * 65536
+    assert dict(map(tuple, snapshot["local"])) == {"127.0.0.53": 65536, "::1": 65536}
+    responses = {tuple(row[:2]): row[2] for row in snapshot["responses"]}
+    assert responses["tcp", "NOERROR"] == 65536
+    assert responses["udp", "NOERROR"] == -(-65536 // 6)
+    assert sum(snapshot["buckets"]) == 2 * 65536
+
+
 def test_totals_add_live_and_ended_workers() -> None:
     first, second = WorkerStats(), WorkerStats()
     for _ in range(3):

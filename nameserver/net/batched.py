@@ -24,20 +24,13 @@ import sys
 from collections import Counter
 
 from nameserver.net import Handler, pktinfo
-from nameserver.net.udp import ANCILLARY_SPACE, BURST, MAX_DATAGRAM, MSG_CTRUNC, UdpEndpoint
+from nameserver.net.udp import ANCILLARY_SPACE, BURST, MAX_DATAGRAM, MSG_CTRUNC, Route, UdpEndpoint
 
 
 class IoVec(ctypes.Structure):
     """``struct iovec``; this and the two message headers are laid out as in Linux's headers."""
 
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _ReplyVec(ctypes.Structure):
-    """An iovec whose base is assigned a ``bytes`` object: ctypes then points it at the bytes'
-    own buffer and keeps the object alive, so a reply is sent without being copied."""
-
-    _fields_ = [("iov_base", ctypes.c_char_p), ("iov_len", ctypes.c_size_t)]
 
 
 class MsgHdr(ctypes.Structure):
@@ -64,8 +57,12 @@ _CONTROLLEN_AT = MsgHdr.msg_controllen.offset
 # Read per received datagram in one call, from msg_controllen to msg_len: the control length,
 # the flags (MSG_TRUNC, MSG_CTRUNC) and the datagram's length.
 _RECEIVED = struct.Struct(f"@Ni{MMsgHdr.msg_len.offset - MsgHdr.msg_flags.offset - 4}xI")
-_NAME = struct.Struct("@PI")  # msg_name, msg_namelen: where a reply goes
-_CONTROLLEN = struct.Struct("@N")
+# A reply's header from msg_name to msg_controllen, written in one call: where it goes, its
+# one iovec, its source address. Setting ctypes fields instead costs a microsecond a reply.
+_REPLY_HEADER = struct.Struct("@PIPNPN")
+_IOV_LEN = struct.Struct("@N")
+_IOV_LEN_AT = IoVec.iov_len.offset
+_IOVEC = ctypes.sizeof(IoVec)
 # The peer as the socket module spells it: ports and flow label in network order, the scope id
 # in host order, addresses through inet_ntop (no "%scope" suffix, as Python since 3.7).
 _SOCKADDR_IN = struct.Struct("!2xH4s")
@@ -79,7 +76,8 @@ _NAME_SPACE = 32  # a sockaddr_in6, rounded up so that slots stay word aligned
 _SEND_CONTROL_SPACE = 64
 _DATA_SPACE = MAX_DATAGRAM + 1
 # How many parsed pktinfo reports and built source messages are remembered: one per local
-# address and interface in practice, far fewer than this.
+# address and interface in practice, far fewer than this. Source messages live in the mapping,
+# room for this many plus one batch's worth, so that starting over never moves one in use.
 _REMEMBERED = 1024
 # How many peer addresses are remembered as text. inet_ntop costs about a microsecond, and an
 # authoritative server hears mostly from a few busy resolvers; when full, it starts over.
@@ -171,10 +169,11 @@ class BatchedUdpEndpoint(UdpEndpoint):
         layout: pktinfo.Layout,
         drops: Counter[str],
         batch: int,
+        needs_peer: bool = True,
     ) -> None:
         if _LIBC is None:
             raise OSError("recvmmsg and sendmmsg are not available here")
-        super().__init__(sock, handler, layout, drops)
+        super().__init__(sock, handler, layout, drops, needs_peer)
         self._recvmmsg = _LIBC.recvmmsg
         self._sendmmsg = _LIBC.sendmmsg
         self._fd = sock.fileno()
@@ -184,11 +183,11 @@ class BatchedUdpEndpoint(UdpEndpoint):
         v6 = sock.family == socket.AF_INET6
         self._peer = self._peer_v6 if v6 else self._peer_v4
         self._namelen = _SOCKADDR_IN6_SIZE if v6 else _SOCKADDR_IN_SIZE
-        self._destinations: dict[bytes, pktinfo.Destination | None] = {}
+        # Per raw control buffer: its route, and where the reply's control message is in the
+        # mapping and how long it is.
+        self._routes: dict[bytes, tuple[Route, int, int]] = {}
         self._hosts: dict[bytes, str] = {}
-        self._controls: dict[bytes, bytes] = {}
-        self._peers: list[tuple] = [()] * batch
-        self._replies = (_ReplyVec * batch)()
+        self._reply_slots = [0] * batch  # which received datagram each reply answers
         self._layout_buffers(batch)
 
     def _layout_buffers(self, batch: int) -> None:
@@ -196,11 +195,13 @@ class BatchedUdpEndpoint(UdpEndpoint):
         sizes = {
             "received": batch * _MMSG,
             "sending": batch * _MMSG,
-            "iovecs": batch * ctypes.sizeof(IoVec),
+            "iovecs": batch * _IOVEC,
+            "send_iovecs": batch * _IOVEC,
             "names": batch * _NAME_SPACE,
             "controls": batch * ANCILLARY_SPACE,
-            "send_controls": batch * _SEND_CONTROL_SPACE,
+            "send_controls": (_REMEMBERED + batch) * _SEND_CONTROL_SPACE,
             "data": batch * _DATA_SPACE,
+            "send_data": batch * _DATA_SPACE,
         }
         offsets: dict[str, int] = {}
         total = 0
@@ -212,11 +213,12 @@ class BatchedUdpEndpoint(UdpEndpoint):
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._memory))
         self._offsets = offsets
         received = (MMsgHdr * batch).from_buffer(self._memory, offsets["received"])
-        sending = (MMsgHdr * batch).from_buffer(self._memory, offsets["sending"])
         iovecs = (IoVec * batch).from_buffer(self._memory, offsets["iovecs"])
+        send_iovecs = (IoVec * batch).from_buffer(self._memory, offsets["send_iovecs"])
         for slot in range(batch):
             iovecs[slot].iov_base = self._base + offsets["data"] + slot * _DATA_SPACE
             iovecs[slot].iov_len = MAX_DATAGRAM
+            send_iovecs[slot].iov_base = self._base + offsets["send_data"] + slot * _DATA_SPACE
             header = received[slot].msg_hdr
             header.msg_name = self._base + offsets["names"] + slot * _NAME_SPACE
             header.msg_namelen = _NAME_SPACE
@@ -224,10 +226,6 @@ class BatchedUdpEndpoint(UdpEndpoint):
             header.msg_iovlen = 1
             header.msg_control = self._base + offsets["controls"] + slot * ANCILLARY_SPACE
             header.msg_controllen = ANCILLARY_SPACE
-            reply = sending[slot].msg_hdr
-            reply.msg_iov = ctypes.addressof(self._replies[slot])
-            reply.msg_iovlen = 1
-            reply.msg_control = self._base + offsets["send_controls"] + slot * _SEND_CONTROL_SPACE
         start = offsets["received"]
         # The kernel overwrites lengths and flags of the headers it fills; this restores them.
         self._pristine = self._memory[start : start + batch * _MMSG]
@@ -249,36 +247,54 @@ class BatchedUdpEndpoint(UdpEndpoint):
                 return
 
     def _serve_batch(self, count: int) -> None:
+        """Answer ``count`` received datagrams and send the replies in one ``sendmmsg``.
+
+        The hot loop of the server: per datagram, a handful of reads and writes into the
+        mapping and no object that is not needed (the peer is spelled only for a handler that
+        wants it, or for the log when its reply fails).
+        """
         memory = self._memory
         offsets = self._offsets
         received, sending = offsets["received"], offsets["sending"]
-        names, controls = offsets["names"], offsets["controls"]
-        send_controls, data_at = offsets["send_controls"], offsets["data"]
-        names_address = self._base + names
-        peer_of, namelen = self._peer, self._namelen
+        names, controls, data_at = offsets["names"], offsets["controls"], offsets["data"]
+        send_iovecs, send_data = offsets["send_iovecs"], offsets["send_data"]
+        base = self._base
+        peer_of = self._peer if self.needs_peer else None
+        namelen = self._namelen
+        answer, route_of = self.answer, self._route
+        reply_slots = self._reply_slots
+        if len(self._routes) >= _REMEMBERED:
+            self._routes.clear()
         replies = 0
         for slot in range(count):
             controllen, flags, length = _RECEIVED.unpack_from(
                 memory, received + slot * _MMSG + _CONTROLLEN_AT
             )
-            peer = peer_of(memory, names + slot * _NAME_SPACE)
+            name = names + slot * _NAME_SPACE
             start = data_at + slot * _DATA_SPACE
             data = memory[start : start + length]
             start = controls + slot * ANCILLARY_SPACE
-            destination = self._destination(memory[start : start + controllen], flags)
-            reply = self.answer(data, destination, flags, peer)
+            route, control, control_length = route_of(memory[start : start + controllen], flags)
+            port = memory[name + 2] << 8 | memory[name + 3]  # both families: network order
+            peer = None if peer_of is None else peer_of(memory, name)
+            reply = answer(data, route, flags, port, peer)
             if reply is None:
                 continue
-            control = self._control(destination)
-            vector = self._replies[replies]
-            vector.iov_base = reply
-            vector.iov_len = len(reply)
-            header = sending + replies * _MMSG
-            _NAME.pack_into(memory, header, names_address + slot * _NAME_SPACE, namelen)
-            _CONTROLLEN.pack_into(memory, header + _CONTROLLEN_AT, len(control))
-            start = send_controls + replies * _SEND_CONTROL_SPACE
-            memory[start : start + len(control)] = control
-            self._peers[replies] = peer
+            start = send_data + replies * _DATA_SPACE
+            memory[start : start + len(reply)] = reply
+            iovec = send_iovecs + replies * _IOVEC
+            _IOV_LEN.pack_into(memory, iovec + _IOV_LEN_AT, len(reply))
+            _REPLY_HEADER.pack_into(
+                memory,
+                sending + replies * _MMSG,
+                base + name,
+                namelen,
+                base + iovec,
+                1,
+                control,
+                control_length,
+            )
+            reply_slots[replies] = slot
             replies += 1
         memory[received : received + count * _MMSG] = self._pristine[: count * _MMSG]
         self._send(replies)
@@ -295,30 +311,25 @@ class BatchedUdpEndpoint(UdpEndpoint):
             number = ctypes.get_errno()
             if sent < 0 and number == errno.EINTR:
                 continue
-            self.send_failed(number, os.strerror(number), self._peers[done])
+            name = self._offsets["names"] + self._reply_slots[done] * _NAME_SPACE
+            self.send_failed(number, os.strerror(number), self._peer(self._memory, name))
             done += 1
 
-    def _destination(self, raw: bytes, flags: int) -> pktinfo.Destination | None:
-        """:meth:`destination` of a raw control buffer, remembered per distinct buffer."""
-        if flags & MSG_CTRUNC:
-            return self.destination(unpack_control(raw), flags)
-        known = self._destinations.get(raw, _UNSEEN)
-        if known is _UNSEEN:
-            known = self.destination(unpack_control(raw), flags)
-            if len(self._destinations) < _REMEMBERED:
-                self._destinations[raw] = known
-        return known  # type: ignore[return-value]
-
-    def _control(self, destination: pktinfo.Destination | None) -> bytes:
-        """:meth:`control` packed for ``sendmmsg``, remembered per source address."""
-        if destination is None:
-            return b""
-        packed = self._controls.get(destination.address)
-        if packed is None:
-            packed = pack_control(self.control(destination))
-            if len(self._controls) < _REMEMBERED:
-                self._controls[destination.address] = packed
-        return packed
+    def _route(self, raw: bytes, flags: int) -> tuple[Route, int, int]:
+        """:meth:`route` of a raw control buffer, with its reply control message written into
+        the mapping: remembered per distinct buffer (``_serve_batch`` starts over when there
+        are many), since a host has few addresses and interfaces."""
+        known = self._routes.get(raw)
+        if known is not None and not flags & MSG_CTRUNC:
+            return known
+        route = self.route(unpack_control(raw), flags)
+        if route.destination is None:
+            return route, 0, 0
+        packed = pack_control(route.control)
+        start = self._offsets["send_controls"] + len(self._routes) * _SEND_CONTROL_SPACE
+        self._memory[start : start + len(packed)] = packed
+        known = self._routes[raw] = (route, self._base + start, len(packed))
+        return known
 
     def _peer_v4(self, memory: mmap.mmap, offset: int) -> tuple:
         port, address = _SOCKADDR_IN.unpack_from(memory, offset)

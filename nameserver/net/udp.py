@@ -5,10 +5,9 @@ worth answering and how the reply leaves. Nothing on this path may raise into th
 kind of failure is counted and the next datagram is served.
 
 :class:`UdpEndpoint` moves one datagram per ``recvmsg``/``sendmsg`` and runs everywhere. Its
-per-datagram decisions (:meth:`~UdpEndpoint.destination`, :meth:`~UdpEndpoint.answer`,
-:meth:`~UdpEndpoint.control`, :meth:`~UdpEndpoint.send_failed`,
-:meth:`~UdpEndpoint.receive_failed`) are also those of the batched Linux loop in
-:mod:`nameserver.net.batched`, which only moves the bytes differently.
+per-datagram decisions (:meth:`~UdpEndpoint.route`, :meth:`~UdpEndpoint.answer`,
+:meth:`~UdpEndpoint.send_failed`, :meth:`~UdpEndpoint.receive_failed`) are also those of the
+batched Linux loop in :mod:`nameserver.net.batched`, which only moves the bytes differently.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import errno
 import logging
 import socket
 from collections import Counter
+from typing import NamedTuple
 
 from nameserver.net import Handler, pktinfo
 
@@ -40,6 +40,20 @@ MSG_TRUNC = int(socket.MSG_TRUNC)
 MSG_CTRUNC = int(socket.MSG_CTRUNC)
 
 
+class Route(NamedTuple):
+    """What a datagram's destination means for its reply, decided once per destination.
+
+    ``destination`` is the kernel's report (``None`` when it gave none to trust), ``local``
+    the address the handler is told, ``refusal`` why nothing may be answered (``None``: answer),
+    ``control`` the reply's control messages naming its source.
+    """
+
+    destination: pktinfo.Destination | None
+    local: bytes
+    refusal: str | None
+    control: pktinfo.AncData
+
+
 class UdpEndpoint:
     """Serves one UDP socket. ``drops`` counts what was not answered, by reason."""
 
@@ -49,11 +63,15 @@ class UdpEndpoint:
         handler: Handler,
         layout: pktinfo.Layout,
         drops: Counter[str],
+        needs_peer: bool = True,
     ) -> None:
         self.sock = sock
         self.handler = handler
         self.layout = layout
         self.drops = drops
+        # Spelling the peer's address costs as much as answering from the cache; the handler
+        # is given ``None`` instead when it has said it will not look (no query log).
+        self.needs_peer = needs_peer
         # Where a datagram went when the kernel does not say: the address the socket is bound to.
         self._bound = pktinfo.packed_address(sock.getsockname()[0])
 
@@ -71,45 +89,39 @@ class UdpEndpoint:
 
     def serve(self, data: bytes, ancdata: pktinfo.AncData, flags: int, peer: tuple) -> None:
         """Answer one datagram, or count why not."""
-        destination = self.destination(ancdata, flags)
-        reply = self.answer(data, destination, flags, peer)
+        route = self.route(ancdata, flags)
+        reply = self.answer(data, route, flags, peer[1], peer if self.needs_peer else None)
         if reply is None:
             return
         try:
-            self.sock.sendmsg([reply], self.control(destination), 0, peer)
+            self.sock.sendmsg([reply], route.control, 0, peer)
         except OSError as error:
             self.send_failed(error.errno, str(error), peer)
 
-    def destination(self, ancdata: pktinfo.AncData, flags: int) -> pktinfo.Destination | None:
-        """Where the datagram was sent, as far as the kernel's report can be trusted."""
+    def route(self, ancdata: pktinfo.AncData, flags: int) -> Route:
+        """How to answer a datagram whose control messages were ``ancdata``."""
         # A cut control buffer may hold a partial address: trust none of it.
-        if flags & MSG_CTRUNC:
-            return None
-        return pktinfo.parse(ancdata, self.layout)
+        destination = None if flags & MSG_CTRUNC else pktinfo.parse(ancdata, self.layout)
+        if destination is None:
+            return Route(None, self._bound, None, [])
+        refusal = None if destination.unicast else "non_unicast_destination"
+        control = pktinfo.control(destination.address, self.sock.family, self.layout)
+        return Route(destination, destination.address, refusal, control)
 
     def answer(
-        self, data: bytes, destination: pktinfo.Destination | None, flags: int, peer: tuple
+        self, data: bytes, route: Route, flags: int, port: int, peer: tuple | None
     ) -> bytes | None:
-        """The reply to send, or ``None`` with the reason counted."""
-        reason = _refusal(flags, peer)
-        if reason is None and destination is not None and not destination.unicast:
-            reason = "non_unicast_destination"
+        """The reply to send, or ``None`` with the reason counted; ``port`` is the peer's."""
+        reason = route.refusal or _refusal(flags, port)
         if reason is not None:
             self.drops[reason] += 1
             return None
-        local = self._bound if destination is None else destination.address
-        reply = self.handler(data, peer, local)
+        reply = self.handler(data, peer, route.local)
         if reply is None:
             self.drops["no_reply"] += 1
-        elif destination is None:
+        elif route.destination is None:
             self.drops["pktinfo_missing"] += 1
         return reply
-
-    def control(self, destination: pktinfo.Destination | None) -> pktinfo.AncData:
-        """The control messages of a reply: its source address, or none when unknown."""
-        if destination is None:
-            return []
-        return pktinfo.control(destination.address, self.sock.family, self.layout)
 
     def send_failed(self, number: int | None, message: str, peer: tuple) -> None:
         """Count a reply the kernel refused with errno ``number``."""
@@ -129,7 +141,7 @@ class UdpEndpoint:
             log.warning("receive failed on %s: %s", _local_name(self.sock), message)
 
 
-def _refusal(flags: int, peer: tuple) -> str | None:
+def _refusal(flags: int, port: int) -> str | None:
     """Why a datagram must not be answered, if it must not.
 
     A cut datagram cannot be parsed faithfully (dnsdist drops it too), and a reply to port 0
@@ -137,7 +149,7 @@ def _refusal(flags: int, peer: tuple) -> str | None:
     """
     if flags & MSG_TRUNC:
         return "truncated"
-    if peer[1] == 0:
+    if port == 0:
         return "source_port_zero"
     return None
 

@@ -139,6 +139,8 @@ class Server:
     def _guarded(self, transport: Transport) -> Handler:
         """The responder for one transport, with bugs contained to the query that found them."""
 
+        label = transport.value  # Enum's value is a property: too slow to ask per query
+
         def handle(wire: bytes, peer: tuple | None, local: bytes) -> bytes | None:
             started = time.perf_counter()
             try:
@@ -150,7 +152,7 @@ class Server:
             if outcome is None:
                 return None
             seconds = time.perf_counter() - started
-            self.stats.record(transport.value, local, outcome, seconds)
+            self.stats.record(label, local, outcome, seconds)
             if peer is not None and self.query_log.enabled:
                 self._log_query(transport, peer, local, outcome, seconds)
             return outcome.wire

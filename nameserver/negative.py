@@ -1,10 +1,11 @@
-"""NXDOMAIN and REFUSED for names that exist nowhere, rendered without dnspython.
+"""NXDOMAIN, NODATA and REFUSED rendered without dnspython.
 
-Random names under a hosted zone (the "random subdomain" attack) and names in no hosted zone
-never repeat, so no cache helps with them; this renders their answers from the query's bytes
-and pre-encoded SOA parts at a few microseconds each. It answers only the plain cases (no cut
-or DNAME on the way, no wildcard at the closest encloser, no DNSSEC proof to add) and returns
-``None`` for the rest, which dnspython's path answers. The bytes are exactly dnspython's,
+Random names under a hosted zone (the "random subdomain" attack), names in no hosted zone and
+names asked for types they lack rarely repeat, so no cache helps with them; this renders their
+answers from the query's bytes and pre-encoded SOA parts at a few microseconds each. It answers
+only the plain cases (no cut or DNAME on the way, no wildcard at the closest encloser, no
+CNAME at the name, no DNSSEC proof to add) and returns ``None`` for the rest, which
+dnspython's path answers. The bytes are exactly dnspython's,
 including its name compression, which :func:`_write_name` follows step by step; the
 differential tests hold the two paths to that.
 """
@@ -30,13 +31,16 @@ _POINTER = struct.Struct("!H")
 _QR_AA = 0x8400
 _QR = 0x8000
 _RD_CD = 0x0110
+_NOERROR = 0
 _NXDOMAIN = 3
 _REFUSED = 5
+_CNAME = dns.rdatatype.CNAME
+_DS = dns.rdatatype.DS
 _OPT = 41
 _DO = 0x8000
 # Question types dnspython's path treats specially (TYPE0, OPT, transfers, TKEY, TSIG, MAILA,
 # MAILB, ANY): those keep that path even for names that do not exist.
-_ORDINARY_TYPES = frozenset(range(1, 249)) - {_OPT}
+_SPECIAL_TYPES = frozenset((0, _OPT, *range(249, 256)))
 
 # A name as the compressor walks it: every suffix's lower-case wire (the key dnspython's
 # case-insensitive names amount to) with the label that starts it, in the zone's own case.
@@ -60,7 +64,7 @@ class _ZoneFacts:
 
 
 class NegativeAnswers:
-    """The fast NXDOMAIN/REFUSED renderer for one generation of zones."""
+    """The fast NXDOMAIN/NODATA/REFUSED renderer for one generation of zones."""
 
     def __init__(self, indexes: Iterable[ZoneIndex], udp_payload: int) -> None:
         self._zones = {lower_wire(index.origin): _facts(index) for index in indexes}
@@ -73,7 +77,7 @@ class NegativeAnswers:
         """The answer and its rcode, or ``None`` when dnspython's path must answer."""
         if not shape.plain_options or shape.edns > 0:
             return None
-        if shape.qclass != _IN or shape.qtype not in _ORDINARY_TYPES:
+        if shape.qclass != _IN or shape.qtype in _SPECIAL_TYPES:
             return None
         qname = shape.qname
         facts = None
@@ -85,8 +89,11 @@ class NegativeAnswers:
             offset += qname[offset] + 1
         if facts is None:
             rendered = self._render(wire, shape, _QR | _REFUSED, None)
-        elif (facts.unsigned or not shape.dnssec_ok) and _nonexistent(facts.index, qname, offset):
-            rendered = self._render(wire, shape, _QR_AA | _NXDOMAIN, (facts, offset))
+        elif facts.unsigned or not shape.dnssec_ok:
+            rcode = _denial(facts.index, qname, offset, shape.qtype)
+            if rcode is None:
+                return None
+            rendered = self._render(wire, shape, _QR_AA | rcode, (facts, offset))
         else:
             return None
         if len(rendered) > limit:
@@ -132,23 +139,28 @@ class NegativeAnswers:
         return record
 
 
-def _nonexistent(index: ZoneIndex, qname: bytes, origin_offset: int) -> bool:
-    """Whether ``qname`` gets a plain NXDOMAIN: it does not exist, and no zone cut, DNAME or
-    wildcard between it and the apex changes that (RFC 1034 §4.3.2, RFC 4592, RFC 6672)."""
+def _denial(index: ZoneIndex, qname: bytes, origin_offset: int, qtype: int) -> int | None:
+    """NXDOMAIN when ``qname`` does not exist, NOERROR (NODATA) when it has no ``qtype`` data,
+    as long as no zone cut, DNAME, wildcard or CNAME changes that (RFC 1034 §4.3.2, RFC 2308,
+    RFC 4592, RFC 6672); ``None`` for everything else."""
     existing = index.existing_wire
-    if qname in existing:
-        return False
+    exists = qname in existing
+    encloser = qname if exists else b""  # the closest encloser, found on the way up
     obstructions = index.obstructions_wire
-    encloser = None
     offset = 0
     while offset <= origin_offset:
         suffix = qname[offset:]
         if suffix in obstructions:
-            return False
-        if encloser is None and suffix in existing:
+            return None
+        if not encloser and suffix in existing:
             encloser = suffix
         offset += qname[offset] + 1
-    return b"\x01*" + encloser not in existing
+    if not exists:
+        return None if b"\x01*" + encloser in existing else _NXDOMAIN
+    if qtype == _DS and origin_offset == 0:
+        return None  # a hosted parent answers DS at this apex (RFC 4035 §3.1.4.1)
+    types = index.data.types(qname)
+    return None if qtype in types or _CNAME in types else _NOERROR
 
 
 def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFacts) -> None:

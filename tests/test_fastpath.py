@@ -250,3 +250,36 @@ def test_negative_answers_below_the_soa_names(
             outcome = check(responder, reference, query.to_wire(), Transport.UDP)
             assert outcome is not None and outcome.rcode == dns.rcode.NXDOMAIN, name
     assert spy.calls == 0
+
+
+def test_nodata_never_reaches_dnspython(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names that exist, asked for types they do not have (CAA, asked by every certificate
+    authority, among them) are NODATA from the negative renderer, unless a CNAME, a zone cut
+    or a DNAME makes them something else."""
+    spy = PlainSpy(responder, monkeypatch)
+    asked = 0
+    for hosted in responder.zones:
+        if hosted.origin.to_text() in (*SIGNED_ZONES, "fuzz.test."):
+            continue
+        data = hosted.zone
+        for key in data.existing_wire:
+            name = dns.name.from_wire(key, 0)[0]
+            below_obstruction = any(
+                name.is_subdomain(dns.name.from_wire(other, 0)[0])
+                for other in data.obstructions_wire
+            )
+            types = data.types(key)
+            if below_obstruction or dns.rdatatype.CNAME in types:
+                continue
+            for qtype in ("CAA", "NAPTR", "TYPE65000", "HINFO"):
+                if dns.rdatatype.from_text(qtype) in types:
+                    continue
+                query = dns.message.make_query(name, qtype, use_edns=asked % 2 - 1)
+                outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+                assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
+                assert not dns.message.from_wire(outcome.wire).answer, name
+                asked += 1
+    assert asked > 20
+    assert spy.calls == 0

@@ -99,7 +99,12 @@ class Responder:
         limit = self._limit(shape.edns, shape.payload, transport)
         negative = self._negative.answer(wire, shape, limit)
         if negative is not None:
-            return Outcome(*negative, shape.qtype)
+            outcome = Outcome(*negative, shape.qtype)
+            # A name asked for a type it lacks is often asked again (AAAA of an IPv4-only
+            # host); a name that does not exist seldom is, and would only crowd the cache.
+            if outcome.rcode == dns.rcode.NOERROR:
+                cache.store(wire, shape, outcome, case_free=True)
+            return outcome
         outcome, case_free = self._plain(wire, transport)
         cache.store(wire, shape, outcome, case_free)
         return outcome

@@ -27,7 +27,7 @@ from nameserver.answercache import AnswerCache, Outcome
 from nameserver.config import ServerSettings
 from nameserver.lookup import IN, lower_wire
 from nameserver.responder import Responder, Transport
-from nameserver.wirequery import read_shape
+from nameserver.wirequery import Shape, read_shape
 from nameserver.zones import ZoneSet, load_zones
 
 SEED = 0x0F45_7A7E
@@ -259,6 +259,16 @@ def test_nodata_never_reaches_dnspython(
     authority, among them) are NODATA from the negative renderer, unless a CNAME, a zone cut
     or a DNAME makes them something else."""
     spy = PlainSpy(responder, monkeypatch)
+    rendered: list[int] = []
+    render = responder._negative.answer
+
+    def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
+        answer = render(wire, shape, limit)
+        if answer is not None:
+            rendered.append(answer[1])
+        return answer
+
+    monkeypatch.setattr(responder._negative, "answer", counted)
     asked = 0
     for hosted in responder.zones:
         if hosted.origin.to_text() in (*SIGNED_ZONES, "fuzz.test."):
@@ -281,5 +291,8 @@ def test_nodata_never_reaches_dnspython(
                 assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
                 assert not dns.message.from_wire(outcome.wire).answer, name
                 asked += 1
+                query.id ^= 0xFFFF  # asked again: a NODATA is kept, unlike an NXDOMAIN
+                check(responder, reference, query.to_wire(), Transport.UDP)
     assert asked > 20
     assert spy.calls == 0
+    assert rendered == [dns.rcode.NOERROR] * asked, "each rendered once, then from the cache"

@@ -50,6 +50,11 @@ _AUTHORITATIVE_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMA
 _ANONYMOUS = ServerSettings()
 
 
+# Outcome's own constructor is Python code; the cache hit, the server's most frequent answer,
+# makes the tuple directly.
+_new_outcome = tuple.__new__
+
+
 class Transport(enum.Enum):
     UDP = "udp"
     TCP = "tcp"
@@ -89,7 +94,7 @@ class Responder:
         cache = self._caches[transport]
         hit = cache.exact.get(wire[2:])
         if hit is not None:
-            return Outcome(wire[:2] + hit.wire, hit.rcode, hit.qtype)
+            return _new_outcome(Outcome, (wire[:2] + hit.wire, hit.rcode, hit.qtype))
         shape = read_shape(wire)
         if shape is None:
             return self._plain(wire, transport)[0]

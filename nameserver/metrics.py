@@ -13,12 +13,12 @@ Names follow Prometheus conventions, and CoreDNS's where a counterpart exists.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import ipaddress
 import json
 import os
 import threading
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,13 +66,20 @@ class WorkerStats:
         self.drops: Counter[str] = Counter()
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
-        self._pending: Counter[tuple[str, bytes, int, int, int]] = Counter()
+        # A plain dict: Counter's ``+=`` goes through Python-level lookups, twice the cost.
+        self._pending: dict[tuple[str, bytes, int, int, int], int] = {}
 
     def record(self, transport: str, local: bytes, outcome: Outcome, seconds: float) -> None:
         """Count one answered query; ``local`` is the address it was sent to, packed."""
         pending = self._pending
-        bucket = bisect.bisect_left(DURATION_BUCKETS, seconds)
-        pending[transport, local, outcome.qtype, outcome.rcode, bucket] += 1
+        key = (
+            transport,
+            local,
+            outcome.qtype,
+            outcome.rcode,
+            bisect_left(DURATION_BUCKETS, seconds),
+        )
+        pending[key] = pending.get(key, 0) + 1
         self.duration_sum += seconds
         if len(pending) > _PENDING:
             self._fold()

@@ -24,7 +24,9 @@ from nameserver.lookup import ZoneIndex, lower_wire
 from nameserver.wirequery import Shape
 
 _IN = 1
-_HEADER = struct.Struct("!HHHHHH")
+_FLAGS = struct.Struct("!H")
+# The section counts after the flags: one question, no answer, then by (SOA in authority, OPT).
+_COUNTS = {(soa, opt): struct.pack("!HHHH", 1, 0, soa, opt) for soa in (0, 1) for opt in (0, 1)}
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
 _SOA_NUMBERS = struct.Struct("!IIIII")
 _POINTER = struct.Struct("!H")
@@ -68,7 +70,11 @@ class NegativeAnswers:
 
     def __init__(self, indexes: Iterable[ZoneIndex], udp_payload: int) -> None:
         self._zones = {lower_wire(index.origin): _facts(index) for index in indexes}
-        self._udp_payload = udp_payload
+        # The OPT record of a response, by the DO bit it echoes.
+        self._opt = {
+            dnssec_ok: b"\0" + _RR_FIXED.pack(_OPT, udp_payload, _DO if dnssec_ok else 0, 0)
+            for dnssec_ok in (False, True)
+        }
         # A zone's SOA record as it follows a question, by the facts its bytes depend on; few
         # (a question's length and the odd name shared with the SOA's), never more than that.
         self._soa_records: dict[tuple[bytes, int, tuple[int, ...]], bytes] = {}
@@ -80,20 +86,20 @@ class NegativeAnswers:
         if shape.qclass != _IN or shape.qtype in _SPECIAL_TYPES:
             return None
         qname = shape.qname
-        facts = None
+        zones = self._zones
+        # The name's suffixes up to the closest hosted apex: where the lookup will look.
+        suffixes = [qname]
         offset = 0
-        while True:
-            facts = self._zones.get(qname[offset:])
-            if facts is not None or qname[offset] == 0:
-                break
+        while (facts := zones.get(suffixes[-1])) is None and qname[offset] != 0:
             offset += qname[offset] + 1
+            suffixes.append(qname[offset:])
         if facts is None:
             rendered = self._render(wire, shape, _QR | _REFUSED, None)
         elif facts.unsigned or not shape.dnssec_ok:
-            rcode = _denial(facts.index, qname, offset, shape.qtype)
+            rcode = _denial(facts.index, suffixes, shape.qtype)
             if rcode is None:
                 return None
-            rendered = self._render(wire, shape, _QR_AA | rcode, (facts, offset))
+            rendered = self._render(wire, shape, _QR_AA | rcode, (facts, suffixes))
         else:
             return None
         if len(rendered) > limit:
@@ -101,63 +107,52 @@ class NegativeAnswers:
         return rendered, rendered[3] & 0x0F
 
     def _render(
-        self, wire: bytes, shape: Shape, flags: int, soa: tuple[_ZoneFacts, int] | None
+        self, wire: bytes, shape: Shape, flags: int, soa: tuple[_ZoneFacts, list[bytes]] | None
     ) -> bytes:
-        query_flags = wire[2] << 8 | wire[3]
-        counts = (1, 0, 0 if soa is None else 1, 0 if shape.edns < 0 else 1)
-        header = _HEADER.pack(0, flags | query_flags & _RD_CD, *counts)
-        parts = [wire[:2], header[2:], wire[12 : shape.qname_end + 4]]
-        if soa is not None:
-            parts.append(self._soa_record(shape.qname, *soa))
-        if shape.edns == 0:
-            ttl = _DO if shape.dnssec_ok else 0
-            parts.append(b"\0" + _RR_FIXED.pack(_OPT, self._udp_payload, ttl, 0))
-        return b"".join(parts)
+        """The answer; ``soa``: the zone whose SOA goes into the authority section, and the
+        question name's suffixes up to its apex."""
+        with_opt = shape.edns == 0
+        header = _FLAGS.pack(flags | (wire[2] << 8 | wire[3]) & _RD_CD)
+        header += _COUNTS[soa is not None, with_opt]
+        authority = b"" if soa is None else self._soa_record(*soa)
+        additional = self._opt[shape.dnssec_ok] if with_opt else b""
+        return wire[:2] + header + wire[12 : shape.qname_end + 4] + authority + additional
 
-    def _soa_record(self, qname: bytes, facts: _ZoneFacts, origin_offset: int) -> bytes:
-        """The SOA record after the question ``qname``, from the memo when it has it.
+    def _soa_record(self, facts: _ZoneFacts, suffixes: list[bytes]) -> bytes:
+        """The SOA record after the question (``suffixes[0]``, up to the apex, the last),
+        from the memo when it has it.
 
         Its bytes depend on where the apex starts in the name (the owner and every pointer
         to the apex or above are at fixed distances from it) and on which of the names
         between the query name and the apex the SOA's names end in, nothing else.
         """
-        shared = ()
-        if facts.shared:
-            offsets = []
-            offset = 0
-            while offset < origin_offset:
-                if qname[offset:] in facts.shared:
-                    offsets.append(offset)
-                offset += qname[offset] + 1
-            shared = tuple(offsets)
-        key = (qname[origin_offset:], origin_offset, shared)
+        qname, origin = suffixes[0], suffixes[-1]
+        shared = facts.shared
+        key = (origin, len(qname), tuple(len(s) for s in suffixes if s in shared) if shared else ())
         record = self._soa_records.get(key)
         if record is None:
             out = bytearray(12 + len(qname) + 4)  # where the record starts in the answer
-            _write_soa(out, qname, origin_offset, facts)
+            _write_soa(out, qname, len(qname) - len(origin), facts)
             record = self._soa_records[key] = bytes(out[12 + len(qname) + 4 :])
         return record
 
 
-def _denial(index: ZoneIndex, qname: bytes, origin_offset: int, qtype: int) -> int | None:
-    """NXDOMAIN when ``qname`` does not exist, NOERROR (NODATA) when it has no ``qtype`` data,
-    as long as no zone cut, DNAME, wildcard or CNAME changes that (RFC 1034 §4.3.2, RFC 2308,
-    RFC 4592, RFC 6672); ``None`` for everything else."""
+def _denial(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> int | None:
+    """NXDOMAIN when the name (``suffixes[0]``; the last is the apex) does not exist, NOERROR
+    (NODATA) when it has no ``qtype`` data, as long as no zone cut, DNAME, wildcard or CNAME
+    changes that (RFC 1034 §4.3.2, RFC 2308, RFC 4592, RFC 6672); ``None`` for the rest."""
     existing = index.existing_wire
-    exists = qname in existing
-    encloser = qname if exists else b""  # the closest encloser, found on the way up
     obstructions = index.obstructions_wire
-    offset = 0
-    while offset <= origin_offset:
-        suffix = qname[offset:]
+    encloser = b""  # the closest encloser, found on the way up
+    for suffix in suffixes:
         if suffix in obstructions:
             return None
         if not encloser and suffix in existing:
             encloser = suffix
-        offset += qname[offset] + 1
-    if not exists:
+    qname = suffixes[0]
+    if encloser != qname:
         return None if b"\x01*" + encloser in existing else _NXDOMAIN
-    if qtype == _DS and origin_offset == 0:
+    if qtype == _DS and len(suffixes) == 1:
         return None  # a hosted parent answers DS at this apex (RFC 4035 §3.1.4.1)
     types = index.data.types(qname)
     return None if qtype in types or _CNAME in types else _NOERROR

@@ -7,8 +7,8 @@ plain bytes.
 
 dnspython parses, answers and renders every query on the plain path
 (:meth:`Responder.respond_plain`), the reference for all behaviour. In front of it sit an answer
-cache and a renderer of plain NXDOMAIN and REFUSED answers, which give the same bytes at a
-small fraction of the cost; the differential tests hold them to that.
+cache and a renderer of plain NXDOMAIN, NODATA and REFUSED answers, which give the same bytes
+at a small fraction of the cost; the differential tests hold them to that.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ _AUTHORITATIVE_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMA
 _ANONYMOUS = ServerSettings()
 
 
-# Outcome's own constructor is Python code; the cache hit, the server's most frequent answer,
-# makes the tuple directly.
+# Outcome's own constructor is Python code; the fast paths (the cache hit, the server's most
+# frequent answer, and the negative renderer) make the tuple directly.
 _new_outcome = tuple.__new__
 
 
@@ -104,7 +104,7 @@ class Responder:
         limit = self._limit(shape.edns, shape.payload, transport)
         negative = self._negative.answer(wire, shape, limit)
         if negative is not None:
-            outcome = Outcome(*negative, shape.qtype)
+            outcome = _new_outcome(Outcome, (*negative, shape.qtype))
             # A name asked for a type it lacks is often asked again (AAAA of an IPv4-only
             # host); a name that does not exist seldom is, and would only crowd the cache.
             if outcome.rcode == dns.rcode.NOERROR:

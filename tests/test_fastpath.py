@@ -1,7 +1,7 @@
 """The fast paths give dnspython's answers, byte for byte.
 
-:meth:`Responder.respond` answers from its cache or renders plain NXDOMAIN and REFUSED answers
-itself; :meth:`Responder.respond_plain` always goes through dnspython. Every query here is
+:meth:`Responder.respond` answers from its cache or renders plain NXDOMAIN, NODATA and REFUSED
+answers itself; :meth:`Responder.respond_plain` always goes through dnspython. Every query here is
 asked both ways and the two responses must be identical. Cache hits are provoked by asking
 each well-formed query again as other clients would: another ID, another letter case (DNS
 0x20), RD and CD flipped, another cookie. A spy on the plain path proves the fast paths were

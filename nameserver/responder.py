@@ -35,6 +35,7 @@ from nameserver.wirequery import read_shape
 from nameserver.zones import HostedZone, ZoneSet
 
 _HEADER = struct.Struct("!HHHHHH")
+_HEADER_SIZE = _HEADER.size
 _QR_BYTE = dns.flags.QR >> 8  # QR in the third byte of the header
 # The most we send over UDP and what we advertise: the DNS flag day 2020 value, which avoids
 # IP fragmentation on every common path (Knot, NSD, BIND and PowerDNS default to it too).
@@ -89,7 +90,7 @@ class Responder:
     def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`answer` with what metrics and the query log want to know of it, which the
         server would otherwise have to parse back out of the bytes."""
-        if len(wire) < _HEADER.size or wire[2] & _QR_BYTE:
+        if len(wire) < _HEADER_SIZE or wire[2] & _QR_BYTE:
             return None
         cache = self._caches[transport]
         hit = cache.exact.get(wire[2:])
@@ -116,7 +117,7 @@ class Responder:
 
     def respond_plain(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`respond` through dnspython alone: the reference the fast paths must match."""
-        if len(wire) < _HEADER.size or wire[2] & _QR_BYTE:
+        if len(wire) < _HEADER_SIZE or wire[2] & _QR_BYTE:
             return None
         return self._plain(wire, transport)[0]
 

@@ -7,8 +7,9 @@ plain bytes.
 
 dnspython parses, answers and renders every query on the plain path
 (:meth:`Responder.respond_plain`), the reference for all behaviour. In front of it sit an answer
-cache and a renderer of plain NXDOMAIN, NODATA and REFUSED answers, which give the same bytes
-at a small fraction of the cost; the differential tests hold them to that.
+cache and a renderer of plain answers (NXDOMAIN, NODATA, REFUSED, records without names),
+which give the same bytes at a small fraction of the cost; the differential tests hold them
+to that.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from nameserver.answercache import AnswerCache, Outcome
 from nameserver.config import ServerSettings
+from nameserver.fastanswers import FastAnswers
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
-from nameserver.negative import NegativeAnswers
 from nameserver.wirequery import read_shape
 from nameserver.zones import HostedZone, ZoneSet
 
@@ -52,7 +53,7 @@ _ANONYMOUS = ServerSettings()
 
 
 # Outcome's own constructor is Python code; the fast paths (the cache hit, the server's most
-# frequent answer, and the negative renderer) make the tuple directly.
+# frequent answer, and the fast renderer) make the tuple directly.
 _new_outcome = tuple.__new__
 
 
@@ -80,7 +81,7 @@ class Responder:
         self._chaos = _chaos_records(server)
         self._nsid = None if server.nsid is None else dns.edns.NSIDOption(server.nsid.encode())
         self._caches = {transport: AnswerCache() for transport in Transport}
-        self._negative = NegativeAnswers(self._indexes.values(), udp_payload)
+        self._fast = FastAnswers(self._indexes.values(), udp_payload)
 
     def answer(self, wire: bytes, transport: Transport) -> bytes | None:
         """The response to ``wire``, or ``None`` when nothing must be sent back."""
@@ -103,11 +104,11 @@ class Responder:
         if outcome is not None:
             return outcome
         limit = self._limit(shape.edns, shape.payload, transport)
-        negative = self._negative.answer(wire, shape, limit)
-        if negative is not None:
-            outcome = _new_outcome(Outcome, (*negative, shape.qtype))
-            # A name asked for a type it lacks is often asked again (AAAA of an IPv4-only
-            # host); a name that does not exist seldom is, and would only crowd the cache.
+        fast = self._fast.answer(wire, shape, limit)
+        if fast is not None:
+            outcome = _new_outcome(Outcome, (*fast, shape.qtype))
+            # Names that exist are asked again, for what they have or lack (AAAA of an
+            # IPv4-only host); a name that does not exist seldom is, and would crowd the cache.
             if outcome.rcode == dns.rcode.NOERROR:
                 cache.store(wire, shape, outcome, case_free=True)
             return outcome

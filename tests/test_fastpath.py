@@ -51,6 +51,22 @@ class PlainSpy:
         monkeypatch.setattr(responder, "_plain", counted)
 
 
+class FastSpy:
+    """Records the rcode of every answer the fast renderer of one responder gives."""
+
+    def __init__(self, responder: Responder, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rcodes: list[int] = []
+        render = responder._fast.answer
+
+        def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
+            answer = render(wire, shape, limit)
+            if answer is not None:
+                self.rcodes.append(answer[1])
+            return answer
+
+        monkeypatch.setattr(responder._fast, "answer", counted)
+
+
 SETTINGS = ServerSettings(nsid="ns1.test", identity="ns1", version="1.0")
 
 
@@ -145,7 +161,7 @@ def test_structured_queries_and_their_variants(
             asked["variant"] += 1
     # The variants all hit the cache unless a DNAME answer kept the shape level out (its
     # bytes hold the question's letter case) or a cache level was emptied on reaching its
-    # budget; many first questions are answered by the negative renderer.
+    # budget; many first questions are answered by the fast renderer.
     assert spy.calls < asked["first"], (spy.calls, asked)
     assert asked["variant"] > 2 * asked["first"]
 
@@ -165,7 +181,7 @@ def test_nonexistent_names_never_reach_dnspython(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unique random names (the random subdomain attack) below unsigned zones, and names in no
-    hosted zone, are answered by the negative renderer alone, with or without EDNS and DO."""
+    hosted zone, are answered by the fast renderer alone, with or without EDNS and DO."""
     rng = random.Random(SEED)
     unsigned = [
         name
@@ -196,10 +212,11 @@ def test_signed_zones_with_do_keep_dnspython_for_proofs(
     assert spy.calls == len(SIGNED_ZONES)
 
 
-def test_a_repeated_question_is_answered_once_by_dnspython(
+def test_a_repeated_question_is_rendered_once(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = PlainSpy(responder, monkeypatch)
+    fast = FastSpy(responder, monkeypatch)
     for query_id, name in enumerate(("www.fuzz.test.", "WWW.Fuzz.Test.", "wWw.fUzZ.tEsT.")):
         query = dns.message.make_query(name, "A", use_edns=0)
         query.id = query_id
@@ -207,7 +224,7 @@ def test_a_repeated_question_is_answered_once_by_dnspython(
         outcome = check(responder, reference, query.to_wire(), Transport.UDP)
         assert outcome is not None
         assert dns.message.from_wire(outcome.wire).question[0].name.labels[0] == name[:3].encode()
-    assert spy.calls == 1
+    assert spy.calls + len(fast.rcodes) == 1
 
 
 def test_a_full_cache_level_starts_again() -> None:
@@ -227,7 +244,7 @@ def test_a_full_cache_level_starts_again() -> None:
 def test_negative_answers_below_the_soa_names(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The negative renderer keeps each zone's SOA record by the facts its compression
+    """The fast renderer keeps each zone's SOA record by the facts its compression
     depends on; a name below the SOA's MNAME or RNAME compresses differently from one of the
     same length elsewhere, and each must still get dnspython's bytes, in any order."""
     spy = PlainSpy(responder, monkeypatch)
@@ -256,19 +273,10 @@ def test_nodata_never_reaches_dnspython(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Names that exist, asked for types they do not have (CAA, asked by every certificate
-    authority, among them) are NODATA from the negative renderer, unless a CNAME, a zone cut
+    authority, among them) are NODATA from the fast renderer, unless a CNAME, a zone cut
     or a DNAME makes them something else."""
     spy = PlainSpy(responder, monkeypatch)
-    rendered: list[int] = []
-    render = responder._negative.answer
-
-    def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
-        answer = render(wire, shape, limit)
-        if answer is not None:
-            rendered.append(answer[1])
-        return answer
-
-    monkeypatch.setattr(responder._negative, "answer", counted)
+    fast = FastSpy(responder, monkeypatch)
     asked = 0
     for hosted in responder.zones:
         if hosted.origin.to_text() in (*SIGNED_ZONES, "fuzz.test."):
@@ -280,7 +288,7 @@ def test_nodata_never_reaches_dnspython(
                 name.is_subdomain(dns.name.from_wire(other, 0)[0])
                 for other in data.obstructions_wire
             )
-            types = data.types(key)
+            types = [rdtype for rdtype, *_ in data.encoded(key)]
             if below_obstruction or dns.rdatatype.CNAME in types:
                 continue
             for qtype in ("CAA", "NAPTR", "TYPE65000", "HINFO"):
@@ -295,4 +303,49 @@ def test_nodata_never_reaches_dnspython(
                 check(responder, reference, query.to_wire(), Transport.UDP)
     assert asked > 20
     assert spy.calls == 0
-    assert rendered == [dns.rcode.NOERROR] * asked, "each rendered once, then from the cache"
+    assert fast.rcodes == [dns.rcode.NOERROR] * asked, "each rendered once, then from the cache"
+
+
+def test_records_without_names_never_reach_dnspython(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A, AAAA, TXT and the other types whose data hold no names are rendered from the
+    compiled zone's bytes the first time they are asked (a big zone, a fresh reload), also in
+    signed zones without DO; MX, NS and the like keep dnspython, which adds their targets'
+    addresses."""
+    spy = PlainSpy(responder, monkeypatch)
+    fast = FastSpy(responder, monkeypatch)
+    asked = Counter[str]()
+    for hosted in responder.zones:
+        data = hosted.zone
+        for key in data.existing_wire:
+            name = dns.name.from_wire(key, 0)[0]
+            if any(
+                name.is_subdomain(dns.name.from_wire(other, 0)[0])
+                for other in data.obstructions_wire
+            ):
+                continue
+            for rdtype, _covers, _ttl, records in data.encoded(key):
+                if rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT):
+                    continue
+                before = (spy.calls, len(fast.rcodes))
+                query = dns.message.make_query(name, rdtype, use_edns=sum(asked.values()) % 2 - 1)
+                outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+                assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
+                reply = dns.message.from_wire(outcome.wire)
+                if reply.flags & dns.flags.TC:  # too big for 512 bytes: dnspython's to say
+                    assert (spy.calls, len(fast.rcodes)) == (before[0] + 1, before[1]), name
+                    asked["truncated"] += 1
+                    continue
+                assert [len(rrset) for rrset in reply.answer] == [len(records)], name
+                assert (spy.calls, len(fast.rcodes)) == (before[0], before[1] + 1), name
+                asked["fast"] += 1
+    assert asked["fast"] > 50, asked
+    assert asked["truncated"] >= 1, asked
+    spy.calls = 0
+    for qname in ("fuzz.test.", "example.com."):
+        query = dns.message.make_query(qname, "MX")
+        check(responder, reference, query.to_wire(), Transport.UDP)
+        query = dns.message.make_query(qname, "NS")
+        check(responder, reference, query.to_wire(), Transport.UDP)
+    assert spy.calls == 4

@@ -3,9 +3,11 @@
 One ``recvmsg``/``sendmsg`` pair per datagram caps a Python server near 110k packets/s on
 syscall and object overhead alone; batching both directions reaches NSD's rate
 (``shared/reference/batched-udp-io.md``). Everything a batch needs (message headers, iovecs,
-peer address, control and data buffers) is allocated once per socket, in one anonymous mapping
-whose pages the kernel only commits when a datagram touches them, so a 64 KiB buffer per slot
-costs memory only for the bytes that arrive.
+peer address, control and data buffers, both ways) is allocated once per socket, in one
+anonymous mapping whose pages the kernel only commits when a datagram touches them, so a 64 KiB
+buffer per slot costs memory only for the bytes that arrive. A reply is copied into its slot
+(a short copy is cheaper than pointing ctypes at a ``bytes`` object), and its message header
+written with one ``struct.pack_into``.
 
 What to answer and how is not decided here: :class:`BatchedUdpEndpoint` is a
 :class:`~nameserver.net.udp.UdpEndpoint` and runs every datagram through the same decisions;
@@ -82,7 +84,6 @@ _REMEMBERED = 1024
 # How many peer addresses are remembered as text. inet_ntop costs about a microsecond, and an
 # authoritative server hears mostly from a few busy resolvers; when full, it starts over.
 _REMEMBERED_HOSTS = 4096
-_UNSEEN = object()
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 # Never block, whatever the socket's mode: the loop serves other sockets too.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)

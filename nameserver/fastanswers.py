@@ -1,13 +1,16 @@
-"""NXDOMAIN, NODATA and REFUSED rendered without dnspython.
+"""The plain answers rendered without dnspython: NXDOMAIN, NODATA, REFUSED, and records whose
+data hold no names (A, AAAA, TXT and a few more).
 
 Random names under a hosted zone (the "random subdomain" attack), names in no hosted zone and
-names asked for types they lack rarely repeat, so no cache helps with them; this renders their
-answers from the query's bytes and pre-encoded SOA parts at a few microseconds each. It answers
-only the plain cases (no cut or DNAME on the way, no wildcard at the closest encloser, no
-CNAME at the name, no DNSSEC proof to add) and returns ``None`` for the rest, which
-dnspython's path answers. The bytes are exactly dnspython's,
-including its name compression, which :func:`_write_name` follows step by step; the
-differential tests hold the two paths to that.
+names asked for types they lack rarely repeat, so no cache helps with them; the first question
+for each name of a big zone, or of any zone right after a reload (which starts an empty
+cache), misses it too. This renders those answers from the query's bytes, the compiled zone's
+records in wire form and pre-encoded SOA parts at a few microseconds each. It answers only the
+plain cases (no cut or DNAME on the way, no wildcard at the closest encloser, no CNAME at the
+name, no DNSSEC records to add, nothing for the additional section) and returns ``None`` for
+the rest, which dnspython's path answers. The bytes are exactly dnspython's, including its name
+compression, which :func:`_write_name` follows step by step; the differential tests hold the
+two paths to that.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from nameserver.lookup import ZoneIndex, lower_wire
 from nameserver.wirequery import Shape
 
 _IN = 1
-_FLAGS = struct.Struct("!H")
-# The section counts after the flags: one question, no answer, then by (SOA in authority, OPT).
-_COUNTS = {(soa, opt): struct.pack("!HHHH", 1, 0, soa, opt) for soa in (0, 1) for opt in (0, 1)}
+_FLAGS_AND_COUNTS = struct.Struct("!HHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
 _SOA_NUMBERS = struct.Struct("!IIIII")
 _POINTER = struct.Struct("!H")
+_TYPE_CLASS_TTL = struct.Struct("!HHI")
+_LENGTH = struct.Struct("!H")
+_NONE: list[bytes] = []  # no records: shared, never changed
 _QR_AA = 0x8400
 _QR = 0x8000
 _RD_CD = 0x0110
@@ -38,6 +42,13 @@ _NXDOMAIN = 3
 _REFUSED = 5
 _CNAME = dns.rdatatype.CNAME
 _DS = dns.rdatatype.DS
+# An answer's owner: a pointer to the question's name, which is where dnspython points it.
+_TO_QUESTION = b"\xc0\x0c"
+# Types whose record data dnspython writes as stored (no names to compress) and that call for
+# nothing in the additional section.
+_VERBATIM_TYPES = frozenset(
+    dns.rdatatype.from_text(name) for name in ("A", "AAAA", "TXT", "CAA", "SSHFP", "TLSA")
+)
 _OPT = 41
 _DO = 0x8000
 # Question types dnspython's path treats specially (TYPE0, OPT, transfers, TKEY, TSIG, MAILA,
@@ -65,8 +76,8 @@ class _ZoneFacts:
     shared: frozenset[bytes]
 
 
-class NegativeAnswers:
-    """The fast NXDOMAIN/NODATA/REFUSED renderer for one generation of zones."""
+class FastAnswers:
+    """The renderer of plain answers for one generation of zones."""
 
     def __init__(self, indexes: Iterable[ZoneIndex], udp_payload: int) -> None:
         self._zones = {lower_wire(index.origin): _facts(index) for index in indexes}
@@ -94,12 +105,16 @@ class NegativeAnswers:
             offset += qname[offset] + 1
             suffixes.append(qname[offset:])
         if facts is None:
-            rendered = self._render(wire, shape, _QR | _REFUSED, None)
+            rendered = self._render(wire, shape, _QR | _REFUSED)
         elif facts.unsigned or not shape.dnssec_ok:
-            rcode = _denial(facts.index, suffixes, shape.qtype)
-            if rcode is None:
+            found = _lookup(facts.index, suffixes, shape.qtype)
+            if found is None:
                 return None
-            rendered = self._render(wire, shape, _QR_AA | rcode, (facts, suffixes))
+            rcode, records = found
+            if records:
+                rendered = self._render(wire, shape, _QR_AA | rcode, records)
+            else:
+                rendered = self._render(wire, shape, _QR_AA | rcode, soa=(facts, suffixes))
         else:
             return None
         if len(rendered) > limit:
@@ -107,16 +122,23 @@ class NegativeAnswers:
         return rendered, rendered[3] & 0x0F
 
     def _render(
-        self, wire: bytes, shape: Shape, flags: int, soa: tuple[_ZoneFacts, list[bytes]] | None
+        self,
+        wire: bytes,
+        shape: Shape,
+        flags: int,
+        records: list[bytes] = _NONE,
+        soa: tuple[_ZoneFacts, list[bytes]] | None = None,
     ) -> bytes:
-        """The answer; ``soa``: the zone whose SOA goes into the authority section, and the
-        question name's suffixes up to its apex."""
+        """The response: ``records`` in the answer section; ``soa``, the zone whose SOA goes
+        into the authority section and the question name's suffixes up to its apex."""
         with_opt = shape.edns == 0
-        header = _FLAGS.pack(flags | (wire[2] << 8 | wire[3]) & _RD_CD)
-        header += _COUNTS[soa is not None, with_opt]
+        header = _FLAGS_AND_COUNTS.pack(
+            flags | (wire[2] << 8 | wire[3]) & _RD_CD, 1, len(records), soa is not None, with_opt
+        )
         authority = b"" if soa is None else self._soa_record(*soa)
         additional = self._opt[shape.dnssec_ok] if with_opt else b""
-        return wire[:2] + header + wire[12 : shape.qname_end + 4] + authority + additional
+        question = wire[12 : shape.qname_end + 4]
+        return wire[:2] + header + question + b"".join(records) + authority + additional
 
     def _soa_record(self, facts: _ZoneFacts, suffixes: list[bytes]) -> bytes:
         """The SOA record after the question (``suffixes[0]``, up to the apex, the last),
@@ -137,10 +159,12 @@ class NegativeAnswers:
         return record
 
 
-def _denial(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> int | None:
-    """NXDOMAIN when the name (``suffixes[0]``; the last is the apex) does not exist, NOERROR
-    (NODATA) when it has no ``qtype`` data, as long as no zone cut, DNAME, wildcard or CNAME
-    changes that (RFC 1034 §4.3.2, RFC 2308, RFC 4592, RFC 6672); ``None`` for the rest."""
+def _lookup(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> tuple[int, list[bytes]] | None:
+    """RFC 1034 §4.3.2 for the plain cases: NXDOMAIN when the name (``suffixes[0]``; the last
+    is the apex) does not exist, NOERROR with no records (NODATA, RFC 2308) when it has no
+    ``qtype`` data, NOERROR with the answer's records when that data is of a verbatim type;
+    ``None`` when a zone cut, DNAME, wildcard or CNAME makes it anything else (RFC 4592,
+    RFC 6672) or the records are not verbatim."""
     existing = index.existing_wire
     obstructions = index.obstructions_wire
     encloser = b""  # the closest encloser, found on the way up
@@ -151,11 +175,19 @@ def _denial(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> int | None:
             encloser = suffix
     qname = suffixes[0]
     if encloser != qname:
-        return None if b"\x01*" + encloser in existing else _NXDOMAIN
+        return None if b"\x01*" + encloser in existing else (_NXDOMAIN, _NONE)
     if qtype == _DS and len(suffixes) == 1:
         return None  # a hosted parent answers DS at this apex (RFC 4035 §3.1.4.1)
-    types = index.data.types(qname)
-    return None if qtype in types or _CNAME in types else _NOERROR
+    present = False
+    for rdtype, covers, ttl, datas in index.data.encoded(qname):
+        if rdtype == _CNAME and qtype != _CNAME:
+            return None  # followed by the lookup
+        if rdtype == qtype:
+            present = True
+            if covers == 0 and qtype in _VERBATIM_TYPES:
+                fixed = _TO_QUESTION + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
+                return _NOERROR, [fixed + _LENGTH.pack(len(data)) + data for data in datas]
+    return None if present else (_NOERROR, _NONE)
 
 
 def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFacts) -> None:

@@ -14,12 +14,14 @@ that rate without reloads (the baseline), and once at the same rate while the zo
 rewritten and the daemon sent SIGHUP every R seconds, each reload awaited (RELOADING=1, then
 READY=1 naming the new serial). A query dnsperf gets no answer to within 2 s is lost; beside
 dnsperf's count the table has the kernel's drop count of the daemon's UDP sockets, which tells
-a datagram that was never read (receive queue full) from one a worker read and left unanswered.
+a datagram that was never read (receive queue full) from one a worker read and left unanswered,
+and the machine's other UDP receive-buffer drops: replies dnsperf's own socket had no room for
+(a 2-core machine starves dnsperf now and then), which dnsperf counts lost too.
 ``--transport tcp`` sends the same load over TCP connections instead.
 
-Exit status 1 when the reload run lost more queries than the baseline, a reload failed, the
-last zone version is not served afterwards, or the daemon did not stop cleanly; 2 when dnsperf
-or the daemon is missing.
+Exit status 1 when the reload run lost more queries than the baseline (replies the client's
+own socket dropped not counted), a reload failed, the last zone version is not served
+afterwards, or the daemon did not stop cleanly; 2 when dnsperf or the daemon is missing.
 """
 
 from __future__ import annotations
@@ -145,12 +147,20 @@ class Measured:
     offered: int | None = None  # rate x seconds at a fixed rate; more than sent if dnsperf lagged
     reloads: int = 0
     kernel_drops: int = 0  # datagrams the server's sockets dropped (receive queue full)
+    # Replies the load generator's own sockets dropped: every UDP receive-buffer error on the
+    # machine during the run, less the server's. dnsperf then counts them lost.
+    client_drops: int = 0
     reload_seconds: list[float] = field(default_factory=list)
     drops_while_reloading: int = 0  # of kernel_drops, between a SIGHUP and its READY=1
 
     @property
     def lost_percent(self) -> float:
         return 100.0 * self.lost / self.sent if self.sent else 0.0
+
+    @property
+    def lost_by_server(self) -> int:
+        """Lost queries the client did not drop itself: never answered, or answered late."""
+        return max(0, self.lost - self.client_drops)
 
 
 _FIELDS = {
@@ -251,19 +261,39 @@ def socket_drops(port: int) -> int:
     return total
 
 
+def receive_buffer_errors() -> int:
+    """The machine's count of UDP datagrams dropped for a full receive buffer, both families
+    (``RcvbufErrors`` in /proc/net/snmp, ``Udp6RcvbufErrors`` in /proc/net/snmp6)."""
+    lines = Path("/proc/net/snmp").read_text().splitlines()
+    names, values = (line.split() for line in lines if line.startswith("Udp:"))
+    total = int(values[names.index("RcvbufErrors")])
+    for line in Path("/proc/net/snmp6").read_text().splitlines():
+        name, value = line.split()
+        if name == "Udp6RcvbufErrors":
+            total += int(value)
+    return total
+
+
 def measure(load: Load) -> Measured:
     """One dnsperf run without reloads."""
-    drops = socket_drops(load.port)
+    drops, everywhere = socket_drops(load.port), receive_buffer_errors()
     with DnsperfRun(load) as dnsperf:
         result = dnsperf.result()
-    result.kernel_drops = socket_drops(load.port) - drops
+    count_drops(result, load.port, drops, everywhere)
     return result
+
+
+def count_drops(result: Measured, port: int, drops: int, everywhere: int) -> None:
+    """Fill in the server's and the client's drops since the counts ``drops`` (the server's
+    sockets) and ``everywhere`` (the machine's) were read."""
+    result.kernel_drops = socket_drops(port) - drops
+    result.client_drops = receive_buffer_errors() - everywhere - result.kernel_drops
 
 
 def measure_with_reloads(daemon: Daemon, zone: ZoneFile, load: Load, every: float) -> Measured:
     """One dnsperf run during which the zone changes and the daemon reloads every ``every``
     seconds; each reload is awaited to its READY=1, which must name the new serial."""
-    drops = socket_drops(load.port)
+    drops, everywhere = socket_drops(load.port), receive_buffer_errors()
     reloads: list[Reload] = []
     with DnsperfRun(load) as dnsperf:
         for _ in reload_times(time.monotonic(), load.seconds, every):
@@ -271,7 +301,7 @@ def measure_with_reloads(daemon: Daemon, zone: ZoneFile, load: Load, every: floa
                 break
             reloads.append(reload_to_next_version(daemon, zone))
         result = dnsperf.result()
-    result.kernel_drops = socket_drops(load.port) - drops
+    count_drops(result, load.port, drops, everywhere)
     result.reloads = len(reloads)
     result.reload_seconds = [reload.seconds for reload in reloads]
     result.drops_while_reloading = sum(reload.drops for reload in reloads)
@@ -359,6 +389,7 @@ HEADER = (
     "avg ms",
     "max ms",
     "kernel drops",
+    "client drops",
 )
 
 
@@ -376,6 +407,7 @@ def table_row(name: str, run: Measured) -> tuple[str, ...]:
         f"{run.latency_avg * 1000:.2f}",
         f"{run.latency_max * 1000:.1f}",
         str(run.kernel_drops),
+        str(run.client_drops),
     )
 
 
@@ -423,7 +455,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--reload-every", type=float, default=2, help="seconds, default 2")
     parser.add_argument("--workers", type=int, default=2, help="default 2")
     parser.add_argument("--names", type=int, default=1000, help="zone size, default 1,000")
-    parser.add_argument("--share", type=float, default=0.65, help="of the flat-out QPS, 0.65")
+    # A quarter: dnsperf at a fixed rate costs more CPU than flat out, and on a 2-core machine
+    # shared with two workers, the baseline itself lost replies at 0.4 (none in the daemon's
+    # sockets), which leaves nothing to compare.
+    parser.add_argument("--share", type=float, default=0.25, help="of the flat-out QPS, 0.25")
     parser.add_argument("--rate", type=int, help="queries/s; skips the flat-out run")
     parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="default udp")
     return parser.parse_args()
@@ -481,9 +516,10 @@ def main() -> int:
     for problem in problems:
         print(f"problem: {problem}")
     baseline, reloading = runs["baseline"], runs["with reloads"]
-    verdict = reloading.lost <= baseline.lost and not problems
+    verdict = reloading.lost_by_server <= baseline.lost_by_server and not problems
     print(
-        f"lost with reloads {reloading.lost:,}, baseline {baseline.lost:,}: "
+        f"lost with reloads {reloading.lost:,} ({reloading.client_drops:,} dropped by the "
+        f"client's own socket), baseline {baseline.lost:,} ({baseline.client_drops:,}): "
         + ("no query lost to reloads" if verdict else "FAILED")
     )
     return 0 if verdict else 1

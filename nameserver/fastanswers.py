@@ -42,8 +42,10 @@ _NXDOMAIN = 3
 _REFUSED = 5
 _CNAME = dns.rdatatype.CNAME
 _DS = dns.rdatatype.DS
-# An answer's owner: a pointer to the question's name, which is where dnspython points it.
+# An answer's owner: a pointer to the question's name, which is where dnspython points it;
+# the root it writes out, never pointing to a one-byte name.
 _TO_QUESTION = b"\xc0\x0c"
+_ROOT = b"\0"
 # Types whose record data dnspython writes as stored (no names to compress) and that call for
 # nothing in the additional section.
 _VERBATIM_TYPES = frozenset(
@@ -62,7 +64,7 @@ _Walk = tuple[tuple[bytes, bytes], ...]
 
 @dataclass(frozen=True)
 class _ZoneFacts:
-    """What an NXDOMAIN from one zone needs, computed once per generation."""
+    """What an answer from one zone needs, computed once per generation."""
 
     index: ZoneIndex
     negative_ttl: int
@@ -185,7 +187,8 @@ def _lookup(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> tuple[int, l
         if rdtype == qtype:
             present = True
             if covers == 0 and qtype in _VERBATIM_TYPES:
-                fixed = _TO_QUESTION + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
+                owner = _ROOT if qname == _ROOT else _TO_QUESTION
+                fixed = owner + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
                 return _NOERROR, [fixed + _LENGTH.pack(len(data)) + data for data in datas]
     return None if present else (_NOERROR, _NONE)
 

@@ -24,7 +24,7 @@ import pytest
 from test_fuzz import PacketGenerator, write_fuzz_zones, zone_names
 
 from nameserver.answercache import AnswerCache, Outcome
-from nameserver.config import ServerSettings
+from nameserver.config import ServerSettings, ZoneSettings
 from nameserver.lookup import IN, lower_wire
 from nameserver.responder import Responder, Transport
 from nameserver.wirequery import Shape, read_shape
@@ -349,3 +349,19 @@ def test_records_without_names_never_reach_dnspython(
         query = dns.message.make_query(qname, "NS")
         check(responder, reference, query.to_wire(), Transport.UDP)
     assert spy.calls == 4
+
+
+def test_a_hosted_root_zone(tmp_path: Path) -> None:
+    """dnspython never points to the root name, a single byte: an answer owned by the root is
+    written out, in the answer and in the authority section alike."""
+    zone = tmp_path / "root.zone"
+    zone.write_text(
+        "$ORIGIN .\n$TTL 300\n@ SOA a.root. hostmaster.root. 1 7200 3600 1209600 300\n"
+        '@ NS a.root.\n@ TXT "the root"\n@ A 192.0.2.1\na.root. A 192.0.2.53\n'
+    )
+    zones = load_zones([ZoneSettings(dns.name.root, zone)])
+    responder, reference = Responder(zones), Responder(zones)
+    for qname, qtype in ((".", "TXT"), (".", "A"), (".", "AAAA"), ("nothing.", "A")):
+        for use_edns in (-1, 0):
+            query = dns.message.make_query(qname, qtype, use_edns=use_edns)
+            assert check(responder, reference, query.to_wire(), Transport.UDP) is not None

@@ -1,11 +1,11 @@
 """The fast paths give dnspython's answers, byte for byte.
 
-:meth:`Responder.respond` answers from its cache or renders plain NXDOMAIN, NODATA and REFUSED
-answers itself; :meth:`Responder.respond_plain` always goes through dnspython. Every query here is
-asked both ways and the two responses must be identical. Cache hits are provoked by asking
-each well-formed query again as other clients would: another ID, another letter case (DNS
-0x20), RD and CD flipped, another cookie. A spy on the plain path proves the fast paths were
-taken, so that these tests would notice if they silently stopped being used.
+:meth:`Responder.respond` answers from its cache or renders plain answers itself (NXDOMAIN,
+NODATA, REFUSED, records without names); :meth:`Responder.respond_plain` always goes through
+dnspython. Every query here is asked both ways and the two responses must be identical. Cache
+hits are provoked by asking each well-formed query again as other clients would: another ID,
+another letter case (DNS 0x20), RD and CD flipped, another cookie. Spies on both paths prove
+the fast ones were taken, so that these tests would notice if they silently stopped being used.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ def test_local_addresses_beyond_the_cap_count_as_other() -> None:
 
 def test_many_label_combinations_add_up() -> None:
     """Per query a worker counts one combination of labels and adds them into the totals
-    when many have piled up: every qtype there is, twice, gives the same totals as a snapshot
-    taken at the end only."""
+    when many have piled up: every qtype there is on two transports, far more combinations
+    than are kept pending, still adds up exactly."""
     stats = WorkerStats()
     for qtype in range(65536):
         stats.record("udp", V4, Outcome(b"", qtype % 6, qtype), 0.0001 * (qtype % 7))

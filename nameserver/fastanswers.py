@@ -5,12 +5,12 @@ Random names under a hosted zone (the "random subdomain" attack), names in no ho
 names asked for types they lack rarely repeat, so no cache helps with them; the first question
 for each name of a big zone, or of any zone right after a reload (which starts an empty
 cache), misses it too. This renders those answers from the query's bytes, the compiled zone's
-records in wire form and pre-encoded SOA parts at a few microseconds each. It answers only the
-plain cases (no cut or DNAME on the way, no wildcard at the closest encloser, no CNAME at the
-name, no DNSSEC records to add, nothing for the additional section) and returns ``None`` for
-the rest, which dnspython's path answers. The bytes are exactly dnspython's, including its name
-compression, which :func:`_write_name` follows step by step; the differential tests hold the
-two paths to that.
+records in wire form and pre-encoded SOA parts at a few microseconds each, synthesizing from a
+wildcard where one stands for the name. It answers only the plain cases (no cut or DNAME on the
+way, no CNAME at the name or wildcard, no DNSSEC records to add, nothing for the additional
+section) and returns ``None`` for the rest, which dnspython's path answers. The bytes are
+exactly dnspython's, including its name compression, which :func:`_write_name` follows step by
+step; the differential tests hold the two paths to that.
 """
 
 from __future__ import annotations
@@ -92,8 +92,10 @@ class FastAnswers:
         # (a question's length and the odd name shared with the SOA's), never more than that.
         self._soa_records: dict[tuple[bytes, int, tuple[int, ...]], bytes] = {}
 
-    def answer(self, wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
-        """The answer and its rcode, or ``None`` when dnspython's path must answer."""
+    def answer(self, wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int, bool] | None:
+        """The answer, its rcode and whether the name exists (so that the answer is worth
+        keeping: a random name seldom comes again), or ``None`` when dnspython's path must
+        answer."""
         if not shape.plain_options or shape.edns > 0:
             return None
         if shape.qclass != _IN or shape.qtype in _SPECIAL_TYPES:
@@ -106,13 +108,14 @@ class FastAnswers:
         while (facts := zones.get(suffixes[-1])) is None and qname[offset] != 0:
             offset += qname[offset] + 1
             suffixes.append(qname[offset:])
+        exists = False
         if facts is None:
             rendered = self._render(wire, shape, _QR | _REFUSED)
         elif facts.unsigned or not shape.dnssec_ok:
             found = _lookup(facts.index, suffixes, shape.qtype)
             if found is None:
                 return None
-            rcode, records = found
+            rcode, records, exists = found
             if records:
                 rendered = self._render(wire, shape, _QR_AA | rcode, records)
             else:
@@ -121,7 +124,7 @@ class FastAnswers:
             return None
         if len(rendered) > limit:
             return None
-        return rendered, rendered[3] & 0x0F
+        return rendered, rendered[3] & 0x0F, exists
 
     def _render(
         self,
@@ -161,12 +164,15 @@ class FastAnswers:
         return record
 
 
-def _lookup(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> tuple[int, list[bytes]] | None:
-    """RFC 1034 §4.3.2 for the plain cases: NXDOMAIN when the name (``suffixes[0]``; the last
-    is the apex) does not exist, NOERROR with no records (NODATA, RFC 2308) when it has no
-    ``qtype`` data, NOERROR with the answer's records when that data is of a verbatim type;
-    ``None`` when a zone cut, DNAME, wildcard or CNAME makes it anything else (RFC 4592,
-    RFC 6672) or the records are not verbatim."""
+def _lookup(
+    index: ZoneIndex, suffixes: list[bytes], qtype: int
+) -> tuple[int, list[bytes], bool] | None:
+    """RFC 1034 §4.3.2 for the plain cases, with whether the name exists: NXDOMAIN when the
+    name (``suffixes[0]``; the last is the apex) does not exist and no wildcard stands for it;
+    else, from the name or the wildcard at its closest encloser (RFC 4592), NOERROR with no
+    records (NODATA, RFC 2308) when there is no ``qtype`` data, NOERROR with the answer's
+    records when that data is of a verbatim type. ``None`` when a zone cut, DNAME or CNAME
+    makes it anything else (RFC 6672) or the records are not verbatim."""
     existing = index.existing_wire
     obstructions = index.obstructions_wire
     encloser = b""  # the closest encloser, found on the way up
@@ -176,12 +182,20 @@ def _lookup(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> tuple[int, l
         if not encloser and suffix in existing:
             encloser = suffix
     qname = suffixes[0]
+    source = qname  # where the data is: the name, or the wildcard that stands for it
     if encloser != qname:
-        return None if b"\x01*" + encloser in existing else (_NXDOMAIN, _NONE)
-    if qtype == _DS and len(suffixes) == 1:
+        source = b"\x01*" + encloser
+        if source not in existing:
+            return _NXDOMAIN, _NONE, False
+        if source in obstructions or qtype == _DS:
+            return None  # a wildcard delegation, or DS: dnspython's rules
+    elif qtype == _DS and len(suffixes) == 1:
         return None  # a hosted parent answers DS at this apex (RFC 4035 §3.1.4.1)
+    exists = source == qname
     present = False
-    for rdtype, covers, ttl, datas in index.data.encoded(qname):
+    rdatasets = 0
+    for rdtype, covers, ttl, datas in index.data.encoded(source):
+        rdatasets += 1
         if rdtype == _CNAME and qtype != _CNAME:
             return None  # followed by the lookup
         if rdtype == qtype:
@@ -189,8 +203,11 @@ def _lookup(index: ZoneIndex, suffixes: list[bytes], qtype: int) -> tuple[int, l
             if covers == 0 and qtype in _VERBATIM_TYPES:
                 owner = _ROOT if qname == _ROOT else _TO_QUESTION
                 fixed = owner + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
-                return _NOERROR, [fixed + _LENGTH.pack(len(data)) + data for data in datas]
-    return None if present else (_NOERROR, _NONE)
+                records = [fixed + _LENGTH.pack(len(data)) + data for data in datas]
+                return _NOERROR, records, exists
+    if present or not (exists or rdatasets):
+        return None  # a wildcard without data of its own (a non-terminal): dnspython's rules
+    return _NOERROR, _NONE, exists
 
 
 def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFacts) -> None:

@@ -106,10 +106,12 @@ class Responder:
         limit = self._limit(shape.edns, shape.payload, transport)
         fast = self._fast.answer(wire, shape, limit)
         if fast is not None:
-            outcome = _new_outcome(Outcome, (*fast, shape.qtype))
+            rendered, rcode, exists = fast
+            outcome = _new_outcome(Outcome, (rendered, rcode, shape.qtype))
             # Names that exist are asked again, for what they have or lack (AAAA of an
-            # IPv4-only host); a name that does not exist seldom is, and would crowd the cache.
-            if outcome.rcode == dns.rcode.NOERROR:
+            # IPv4-only host); a name that does not exist seldom is, answered from a wildcard
+            # or not, and would crowd the cache.
+            if exists:
                 cache.store(wire, shape, outcome, case_free=True)
             return outcome
         outcome, case_free = self._plain(wire, transport)

@@ -58,7 +58,7 @@ class FastSpy:
         self.rcodes: list[int] = []
         render = responder._fast.answer
 
-        def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int] | None:
+        def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int, bool] | None:
             answer = render(wire, shape, limit)
             if answer is not None:
                 self.rcodes.append(answer[1])
@@ -365,3 +365,33 @@ def test_a_hosted_root_zone(tmp_path: Path) -> None:
         for use_edns in (-1, 0):
             query = dns.message.make_query(qname, qtype, use_edns=use_edns)
             assert check(responder, reference, query.to_wire(), Transport.UDP) is not None
+
+
+def test_random_names_under_a_wildcard_never_reach_dnspython(
+    responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The random subdomain attack on a zone with a wildcard (RFC 4592): A and TXT synthesized
+    from ``*.wild``, NODATA for the types it lacks, all rendered without dnspython and none
+    kept in the cache, which unique names would only churn. Names whose closest encloser is
+    a delegation or whose wildcard is a CNAME keep dnspython."""
+    spy = PlainSpy(responder, monkeypatch)
+    fast = FastSpy(responder, monkeypatch)
+    rng = random.Random(SEED)
+    cache = responder._caches[Transport.UDP]
+    for index in range(60):
+        label = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=10))
+        qtype = ("A", "TXT", "AAAA", "MX")[index % 4]
+        name = f"{label}.wild.fuzz.test." if index % 3 else f"x.{label}.wild.fuzz.test."
+        query = dns.message.make_query(name, qtype, use_edns=index % 2 - 1)
+        outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+        assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
+        answer = dns.message.from_wire(outcome.wire).answer
+        assert [rrset.name for rrset in answer] == (
+            [] if qtype in ("AAAA", "MX") else [query.question[0].name]
+        )
+    assert spy.calls == 0
+    assert fast.rcodes == [dns.rcode.NOERROR] * 60
+    assert not cache.exact, "synthesized answers to random names are not kept"
+    for name in ("someone.wcname.fuzz.test.", "someone.deleg.fuzz.test."):
+        check(responder, reference, dns.message.make_query(name, "A").to_wire(), Transport.UDP)
+    assert spy.calls == 2

@@ -122,6 +122,20 @@ def test_sighup_serves_the_changed_zone_from_every_worker(
         www(daemon, topology, {NEW_ADDRESS}, times=20)
 
 
+def test_sighup_keeps_an_unchanged_zone_as_it_is(
+    topology: netns.Topology, mode: str, tmp_path: Path, zone: Path
+) -> None:
+    """A reload compiles only the zones whose files changed; the others are kept as loaded."""
+    config = config_for(tmp_path, mode, zone, workers=1)
+    with config.open("a") as text:
+        text.write("log:\n  level: debug\n")
+    with running_daemon(topology.server, config, tmp_path, PORT) as daemon:
+        ready = reload(daemon)
+        assert "serial 2026112501" in ready.get("STATUS", ""), ready
+        assert "zone example.com. unchanged" in daemon.log(), daemon.log()
+        www(daemon, topology, WWW_A, times=4)
+
+
 def test_a_failed_reload_keeps_the_old_data_and_names_the_line(
     topology: netns.Topology, mode: str, tmp_path: Path, zone: Path
 ) -> None:

@@ -42,10 +42,6 @@ _NXDOMAIN = 3
 _REFUSED = 5
 _CNAME = dns.rdatatype.CNAME
 _DS = dns.rdatatype.DS
-# An answer's owner: a pointer to the question's name, which is where dnspython points it;
-# the root it writes out, never pointing to a one-byte name.
-_TO_QUESTION = b"\xc0\x0c"
-_ROOT = b"\0"
 # Types whose record data dnspython writes as stored (no names to compress) and that call for
 # nothing in the additional section.
 _VERBATIM_TYPES = frozenset(
@@ -192,21 +188,18 @@ def _lookup(
     elif qtype == _DS and len(suffixes) == 1:
         return None  # a hosted parent answers DS at this apex (RFC 4035 §3.1.4.1)
     exists = source == qname
-    present = False
-    rdatasets = 0
-    for rdtype, covers, ttl, datas in index.data.encoded(source):
-        rdatasets += 1
+    rdatasets = list(index.data.encoded(source))
+    if not exists and not rdatasets:
+        return None  # a wildcard without data of its own (a non-terminal): dnspython's rules
+    for rdtype, covers, ttl, datas in rdatasets:
         if rdtype == _CNAME and qtype != _CNAME:
             return None  # followed by the lookup
         if rdtype == qtype:
-            present = True
-            if covers == 0 and qtype in _VERBATIM_TYPES:
-                owner = _ROOT if qname == _ROOT else _TO_QUESTION
-                fixed = owner + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
-                records = [fixed + _LENGTH.pack(len(data)) + data for data in datas]
-                return _NOERROR, records, exists
-    if present or not (exists or rdatasets):
-        return None  # a wildcard without data of its own (a non-terminal): dnspython's rules
+            if covers != 0 or qtype not in _VERBATIM_TYPES:
+                return None  # data of a type dnspython renders (names, signatures, targets)
+            fixed = _question_pointer(qname, 0) + _TYPE_CLASS_TTL.pack(rdtype, _IN, ttl)
+            records = [fixed + _LENGTH.pack(len(data)) + data for data in datas]
+            return _NOERROR, records, exists
     return _NOERROR, _NONE, exists
 
 
@@ -217,10 +210,7 @@ def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFac
     while qname[offset] != 0:
         compress[qname[offset:]] = 12 + offset
         offset += qname[offset] + 1
-    if qname[origin_offset] == 0:
-        out += b"\0"
-    else:
-        out += _POINTER.pack(0xC000 | 12 + origin_offset)
+    out += _question_pointer(qname, origin_offset)
     fixed_at = len(out)
     out += _RR_FIXED.pack(dns.rdatatype.SOA, _IN, facts.negative_ttl, 0)
     rdata_at = len(out)
@@ -230,6 +220,14 @@ def _write_soa(out: bytearray, qname: bytes, origin_offset: int, facts: _ZoneFac
     _RR_FIXED.pack_into(
         out, fixed_at, dns.rdatatype.SOA, _IN, facts.negative_ttl, len(out) - rdata_at
     )
+
+
+def _question_pointer(qname: bytes, offset: int) -> bytes:
+    """The owner name that is the question's from ``offset`` on, as dnspython writes it: a
+    pointer into the question, or the root written out (it never points to one byte)."""
+    if qname[offset] == 0:
+        return b"\0"
+    return _POINTER.pack(0xC000 | 12 + offset)
 
 
 def _write_name(out: bytearray, walk: _Walk, compress: dict[bytes, int]) -> None:

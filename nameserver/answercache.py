@@ -7,6 +7,11 @@ ignores the ID, RD, CD, the name's letter case and cookie contents; a hit there 
 from the query into the stored answer, which is what dnspython would have produced (the
 question is echoed, and the answer's names point into the question by compression).
 
+Answers about names that do not exist (NXDOMAIN, or synthesized from a wildcard) are kept at the
+exact level only, and under a budget of their own: a name asked twice (a mistyped host, a
+resolver retrying) is answered by one probe, while a flood of random names churns only its own
+share and never pushes out the answers for names that exist.
+
 A cache belongs to one :class:`Responder`, which belongs to one generation of zone data, so a
 reload can never serve stale answers. Each level is bounded in bytes and simply emptied when
 full: no bookkeeping per hit, and an attack of unique names cannot grow it.
@@ -20,6 +25,8 @@ from nameserver.wirequery import Shape
 
 # Bytes of stored answers per level and transport: at most four times this per worker.
 LEVEL_BUDGET = 32 << 20
+# Bytes of answers about names that do not exist, per transport, within the exact level.
+NONEXISTENT_BUDGET = 8 << 20
 # What a stored entry costs besides its answer's bytes (key, tuple, dict slot), roughly.
 _ENTRY_OVERHEAD = 200
 _RD = 0x01
@@ -40,6 +47,11 @@ class Outcome(NamedTuple):
     qtype: int = -1
 
 
+# Outcome's own constructor is Python code; the fast paths (a cache hit, the fast renderer,
+# a flood of random names) make the tuple directly: ``new_outcome(Outcome, (wire, rcode, qtype))``.
+new_outcome = tuple.__new__
+
+
 class _Level:
     """One bounded dictionary of entries."""
 
@@ -51,7 +63,7 @@ class _Level:
     def put(self, key: bytes, entry: Outcome) -> None:
         if key in self.entries:  # the same answer again: a query answered twice at once
             return
-        cost = len(key) + len(entry.wire) + _ENTRY_OVERHEAD
+        cost = _cost(key, entry)
         if self._used + cost > self._budget:
             self.entries.clear()
             self._used = 0
@@ -59,12 +71,42 @@ class _Level:
         self._used += cost
 
 
+class _Share:
+    """Entries kept in another level's dictionary under a budget of their own; when full, only
+    they are removed (each key once, so a flood costs a constant per entry)."""
+
+    def __init__(self, level: _Level, budget: int) -> None:
+        self._entries = level.entries
+        self._budget = budget
+        self._used = 0
+        self._keys: list[bytes] = []
+
+    def put(self, key: bytes, entry: Outcome) -> None:
+        cost = _cost(key, entry)
+        if self._used + cost > self._budget:
+            pop = self._entries.pop
+            for old in self._keys:
+                pop(old, None)  # gone already when the level itself was emptied
+            self._keys.clear()
+            self._used = 0
+        self._entries[key] = entry
+        self._keys.append(key)
+        self._used += cost
+
+
+def _cost(key: bytes, entry: Outcome) -> int:
+    return len(key) + len(entry.wire) + _ENTRY_OVERHEAD
+
+
 class AnswerCache:
     """Both levels for one transport (answers over UDP and TCP differ in size limits and ANY)."""
 
-    def __init__(self, budget: int = LEVEL_BUDGET) -> None:
+    def __init__(
+        self, budget: int = LEVEL_BUDGET, nonexistent_budget: int = NONEXISTENT_BUDGET
+    ) -> None:
         self._exact = _Level(budget)
         self._shaped = _Level(budget)
+        self._nonexistent = _Share(self._exact, nonexistent_budget)
         self.exact = self._exact.entries
 
     def shaped(self, wire: bytes, shape: Shape) -> Outcome | None:
@@ -91,3 +133,10 @@ class AnswerCache:
                 b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]
             )
             self._shaped.put(shape.key, entry._replace(wire=template))
+
+    def store_nonexistent(self, query: bytes, entry: Outcome) -> None:
+        """Keep ``entry``, the answer to ``query`` about a name that does not exist, for the
+        same query bytes only, in the exact level's share for such answers (a flood of them
+        passes through here: no ``_replace``, whose keyword handling is Python code)."""
+        wire, rcode, qtype = entry
+        self._nonexistent.put(query[2:], new_outcome(Outcome, (wire[2:], rcode, qtype)))

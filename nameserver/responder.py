@@ -28,7 +28,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
-from nameserver.answercache import AnswerCache, Outcome
+from nameserver.answercache import AnswerCache, Outcome, new_outcome
 from nameserver.config import ServerSettings
 from nameserver.fastanswers import FastAnswers
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
@@ -50,11 +50,6 @@ _TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 _REFUSED_OPCODES = (dns.opcode.NOTIFY, dns.opcode.UPDATE)
 _AUTHORITATIVE_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN)
 _ANONYMOUS = ServerSettings()
-
-
-# Outcome's own constructor is Python code; the fast paths (the cache hit, the server's most
-# frequent answer, and the fast renderer) make the tuple directly.
-_new_outcome = tuple.__new__
 
 
 class Transport(enum.Enum):
@@ -96,7 +91,7 @@ class Responder:
         cache = self._caches[transport]
         hit = cache.exact.get(wire[2:])
         if hit is not None:
-            return _new_outcome(Outcome, (wire[:2] + hit.wire, hit.rcode, hit.qtype))
+            return new_outcome(Outcome, (wire[:2] + hit.wire, hit.rcode, hit.qtype))
         shape = read_shape(wire)
         if shape is None:
             return self._plain(wire, transport)[0]
@@ -107,12 +102,14 @@ class Responder:
         fast = self._fast.answer(wire, shape, limit)
         if fast is not None:
             rendered, rcode, exists = fast
-            outcome = _new_outcome(Outcome, (rendered, rcode, shape.qtype))
+            outcome = new_outcome(Outcome, (rendered, rcode, shape.qtype))
             # Names that exist are asked again, for what they have or lack (AAAA of an
-            # IPv4-only host); a name that does not exist seldom is, answered from a wildcard
-            # or not, and would crowd the cache.
+            # IPv4-only host), in any letter case. A name that does not exist, answered from
+            # a wildcard or not, is kept apart so that random names cannot crowd the rest.
             if exists:
                 cache.store(wire, shape, outcome, case_free=True)
+            else:
+                cache.store_nonexistent(wire, outcome)
             return outcome
         outcome, case_free = self._plain(wire, transport)
         cache.store(wire, shape, outcome, case_free)

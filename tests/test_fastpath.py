@@ -241,6 +241,39 @@ def test_a_full_cache_level_starts_again() -> None:
     assert cache.shaped(*stored[3]) is not None
 
 
+def test_answers_about_missing_names_have_a_share_of_their_own() -> None:
+    """A flood of random names fills and empties only its own share of the exact level: the
+    answers for names that exist stay, and each missing name is kept for its own bytes."""
+    cache = AnswerCache(budget=1_000_000, nonexistent_budget=900)  # room for three
+    present = dns.message.make_query("www.example.", "A").to_wire()
+    shape = read_shape(present)
+    assert shape is not None
+    cache.store(present, shape, Outcome(b"\0\0" + present[2:], 0, 1), case_free=True)
+    missing = [dns.message.make_query(f"q{index}.example.", "A").to_wire() for index in range(4)]
+    for query in missing:
+        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+    assert set(cache.exact) == {present[2:], missing[3][2:]}, "the fourth emptied the share"
+    assert cache.exact[missing[3][2:]] == (missing[3][2:], dns.rcode.NXDOMAIN, 1)
+    assert cache.shaped(present, shape) is not None
+    assert cache.shaped(missing[3], read_shape(missing[3])) is None
+
+
+def test_the_nonexistent_share_outlives_the_level_emptying_under_it() -> None:
+    """When the exact level empties itself, the share's remembered keys are gone already;
+    emptying the share later must not fail on them, nor remove what came after."""
+    cache = AnswerCache(budget=900, nonexistent_budget=900)
+    queries = [dns.message.make_query(f"h{index}.example.", "A").to_wire() for index in range(8)]
+    for query in queries[:2]:
+        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+    for query in queries[2:6]:  # the fourth of these finds the level full and empties it
+        shape = read_shape(query)
+        assert shape is not None
+        cache.store(query, shape, Outcome(b"\0\0" + query[2:], 0, 1), case_free=True)
+    for query in queries[6:]:  # the share, counting its two old entries, empties itself
+        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+    assert set(cache.exact) == {queries[5][2:], queries[7][2:]}
+
+
 def test_negative_answers_below_the_soa_names(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,13 +410,14 @@ def test_random_names_under_a_wildcard_never_reach_dnspython(
     spy = PlainSpy(responder, monkeypatch)
     fast = FastSpy(responder, monkeypatch)
     rng = random.Random(SEED)
-    cache = responder._caches[Transport.UDP]
+    queries = []
     for index in range(60):
         label = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=10))
         qtype = ("A", "TXT", "AAAA", "MX")[index % 4]
         name = f"{label}.wild.fuzz.test." if index % 3 else f"x.{label}.wild.fuzz.test."
         query = dns.message.make_query(name, qtype, use_edns=index % 2 - 1)
-        outcome = check(responder, reference, query.to_wire(), Transport.UDP)
+        queries.append(query.to_wire())
+        outcome = check(responder, reference, queries[-1], Transport.UDP)
         assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
         answer = dns.message.from_wire(outcome.wire).answer
         assert [rrset.name for rrset in answer] == (
@@ -391,7 +425,11 @@ def test_random_names_under_a_wildcard_never_reach_dnspython(
         )
     assert spy.calls == 0
     assert fast.rcodes == [dns.rcode.NOERROR] * 60
-    assert not cache.exact, "synthesized answers to random names are not kept"
+    for query in queries:  # the same bytes again: from the cache, and still dnspython's
+        check(responder, reference, query, Transport.UDP)
+        check(responder, reference, query.upper(), Transport.UDP)
+    assert spy.calls == 0
+    assert len(fast.rcodes) == 120, "kept for the same bytes only, not for the name's shape"
     for name in ("someone.wcname.fuzz.test.", "someone.deleg.fuzz.test."):
         check(responder, reference, dns.message.make_query(name, "A").to_wire(), Transport.UDP)
     assert spy.calls == 2

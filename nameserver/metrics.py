@@ -45,8 +45,8 @@ OTHER = "other"
 Snapshot = dict[str, Any]
 
 
-# Distinct (transport, local address, qtype, rcode, duration bucket) counted per query before
-# they are added into the labelled totals: a bound on memory whatever the traffic.
+# Distinct (transport, local address, qtype, rcode) counted per query before they are added
+# into the labelled totals: a bound on memory whatever the traffic.
 _PENDING = 4096
 
 
@@ -67,26 +67,33 @@ class WorkerStats:
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         # A plain dict: Counter's ``+=`` goes through Python-level lookups, twice the cost.
-        self._pending: dict[tuple[str, bytes, int, int, int], int] = {}
+        self._pending: dict[tuple[str, bytes, int, int], int] = {}
 
-    def record(self, transport: str, local: bytes, outcome: Outcome, seconds: float) -> None:
-        """Count one answered query; ``local`` is the address it was sent to, packed."""
+    def record(
+        self,
+        transport: str,
+        local: list[bytes],
+        outcomes: list[Outcome | None],
+        seconds: float,
+    ) -> None:
+        """Count the answered queries of one batch (``None``: not answered); ``local[i]`` is
+        the packed address query ``i`` was sent to. Queries that arrive together are answered
+        together and replied to together, so each is counted with the batch's ``seconds``."""
         pending = self._pending
-        key = (
-            transport,
-            local,
-            outcome.qtype,
-            outcome.rcode,
-            bisect_left(DURATION_BUCKETS, seconds),
-        )
-        pending[key] = pending.get(key, 0) + 1
-        self.duration_sum += seconds
+        answered = 0
+        for address, outcome in zip(local, outcomes, strict=True):
+            if outcome is not None:
+                key = (transport, address, outcome[2], outcome[1])
+                pending[key] = pending.get(key, 0) + 1
+                answered += 1
+        self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
+        self.duration_sum += seconds * answered
         if len(pending) > _PENDING:
             self._fold()
 
     def _fold(self) -> None:
         """Add the pending combinations into the labelled totals."""
-        for (transport, local, qtype, rcode, bucket), count in self._pending.items():
+        for (transport, local, qtype, rcode), count in self._pending.items():
             family = "ipv4" if len(local) == 4 else "ipv6"
             self.queries[transport, family, qtype] += count
             self.responses[transport, rcode] += count
@@ -94,7 +101,6 @@ class WorkerStats:
                 self.local[local] += count
             else:
                 self.local[b""] += count
-            self.buckets[bucket] += count
         self._pending.clear()
 
     def snapshot(self) -> Snapshot:

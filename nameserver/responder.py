@@ -86,12 +86,31 @@ class Responder:
     def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`answer` with what metrics and the query log want to know of it, which the
         server would otherwise have to parse back out of the bytes."""
+        return self.respond_many([wire], transport)[0]
+
+    def respond_many(self, wires: list[bytes], transport: Transport) -> list[Outcome | None]:
+        """:meth:`respond` to each of ``wires``, in order: what the network layer hands over
+        at once. A query asked before with the same bytes (the server's most frequent case)
+        costs one probe here and no call; a response or a runt never matches a stored key."""
+        cache = self._caches[transport]
+        exact = cache.exact
+        respond = self._respond_uncached
+        outcomes: list[Outcome | None] = []
+        append = outcomes.append
+        for wire in wires:
+            hit = exact.get(wire[2:])
+            if hit is None:
+                append(respond(wire, transport, cache))
+            else:
+                append(new_outcome(Outcome, (wire[:2] + hit[0], hit[1], hit[2])))
+        return outcomes
+
+    def _respond_uncached(
+        self, wire: bytes, transport: Transport, cache: AnswerCache
+    ) -> Outcome | None:
+        """:meth:`respond` past the exact level of ``cache``, the transport's."""
         if len(wire) < _HEADER_SIZE or wire[2] & _QR_BYTE:
             return None
-        cache = self._caches[transport]
-        hit = cache.exact.get(wire[2:])
-        if hit is not None:
-            return new_outcome(Outcome, (wire[:2] + hit.wire, hit.rcode, hit.qtype))
         shape = read_shape(wire)
         if shape is None:
             return self._plain(wire, transport)[0]

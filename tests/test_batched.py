@@ -141,11 +141,17 @@ class Echo:
     """A handler that remembers its calls and answers with the local address it was told."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[bytes, tuple, bytes]] = []
+        self.calls: list[tuple[bytes, tuple | None, bytes]] = []
 
-    def __call__(self, data: bytes, peer: tuple, local: bytes) -> bytes | None:
-        self.calls.append((data, peer, local))
-        return None if data == b"silence" else local + b":" + data
+    def __call__(
+        self, wires: list[bytes], peers: list[tuple] | None, local: list[bytes]
+    ) -> list[bytes | None]:
+        told = peers if peers is not None else [None] * len(wires)
+        self.calls += zip(wires, told, local, strict=True)
+        return [
+            None if data == b"silence" else address + b":" + data
+            for data, address in zip(wires, local, strict=True)
+        ]
 
 
 @pytest.fixture

@@ -45,9 +45,14 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     client.close()
 
 
-def upper(message: bytes, peer: tuple, local: bytes) -> bytes | None:
-    assert (peer[0], local) == ("127.0.0.1", b"\x7f\x00\x00\x01")
-    return None if message == b"quiet" else message.upper()
+def upper(
+    messages: list[bytes], peers: list[tuple] | None, local: list[bytes]
+) -> list[bytes | None]:
+    assert peers is not None
+    assert {(peer[0], address) for peer, address in zip(peers, local, strict=True)} == {
+        ("127.0.0.1", b"\x7f\x00\x00\x01")
+    }
+    return [None if message == b"quiet" else message.upper() for message in messages]
 
 
 def test_pipelined_queries_are_answered_in_order(

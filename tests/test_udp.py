@@ -14,13 +14,16 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+import dns.message
+import dns.rcode
 import pytest
 from support import free_port, in_pktinfo
 
+from nameserver.answercache import AnswerCache
 from nameserver.net import Handler, batched, pktinfo
 from nameserver.net.listeners import Endpoint, open_endpoints
 from nameserver.net.udp import UdpEndpoint
-from nameserver.responder import Responder
+from nameserver.responder import Outcome, Responder, Transport
 from nameserver.server import Server
 from nameserver.zones import ZoneSet
 
@@ -60,9 +63,9 @@ def endpoints(request: pytest.FixtureRequest) -> Iterator[list[Endpoint]]:
         endpoint.sock.close()
 
 
-def echo(data: bytes, peer: tuple, local: bytes) -> bytes:
+def echo(wires: list[bytes], peers: list[tuple] | None, local: list[bytes]) -> list[bytes | None]:
     """Replies with the local address it was told, so tests see what the handler saw."""
-    return local + b":" + data
+    return [address + b":" + data for data, address in zip(wires, local, strict=True)]
 
 
 def serve_one(
@@ -112,9 +115,11 @@ def test_the_largest_datagram_arrives_whole(
     drops: Counter[str] = Counter()
     sizes: list[int] = []
 
-    def measure(data: bytes, peer: tuple, local: bytes) -> bytes:
-        sizes.append(len(data))
-        return b"ok"
+    def measure(
+        wires: list[bytes], peers: list[tuple] | None, local: list[bytes]
+    ) -> list[bytes | None]:
+        sizes.extend(map(len, wires))
+        return [b"ok"] * len(wires)
 
     port = endpoints[0].sock.getsockname()[1]
     with client("127.0.0.1", port, "127.0.0.1") as sock:
@@ -192,3 +197,33 @@ def test_the_server_serves_udp_with_the_loop_asked_for(
     server = Server(endpoints, Responder(ZoneSet([])), LINUX, udp_batch=udp_batch)
     server.close()
     assert caplog.text.count(says) == len(endpoints)
+
+
+class FailsOnOneName(Responder):
+    """A responder with a bug that only the name ``boom.`` finds."""
+
+    def _respond_uncached(
+        self, wire: bytes, transport: Transport, cache: AnswerCache
+    ) -> Outcome | None:
+        if b"\x04boom\x00" in wire:
+            raise RuntimeError("a bug")
+        return super()._respond_uncached(wire, transport, cache)
+
+
+def test_a_query_that_finds_a_bug_costs_only_itself(caplog: pytest.LogCaptureFixture) -> None:
+    """The batch it came in is answered again one by one: the others get their replies, and
+    the failing one is logged and counted, not answered."""
+    server = Server([], FailsOnOneName(ZoneSet([])), LINUX)
+    handle = server._guarded(Transport.UDP)
+    wires = [dns.message.make_query(name, "A").to_wire() for name in ("a.", "boom.", "b.")]
+    local = [bytes([127, 0, 0, 1])] * 3
+    replies = handle(wires, None, local)
+    server.close()
+    assert replies[1] is None
+    assert [dns.message.from_wire(reply).rcode() for reply in (replies[0], replies[2])] == [
+        dns.rcode.REFUSED,
+        dns.rcode.REFUSED,
+    ]
+    assert server.drops["internal_error"] == 1
+    assert caplog.text.count("internal error answering a udp query") == 1
+    assert server.stats.snapshot()["responses"] == [["udp", "REFUSED", 2]]

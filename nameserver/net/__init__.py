@@ -2,7 +2,11 @@
 
 from collections.abc import Callable
 
-# What the network layer hands every query to: the query's bytes, the peer's address tuple (as
-# the socket API gives it; None over UDP when the endpoint was told the handler does not need
-# it) and the packed local address it was sent to; the reply, or None.
-Handler = Callable[[bytes, "tuple | None", bytes], "bytes | None"]
+# What the network layer hands queries to, as many as arrived together: their bytes, their
+# peers' address tuples (as the socket API gives them; None over UDP when the endpoint was told
+# the handler does not need them) and the packed local addresses they were sent to. It returns
+# one reply or None per query, in order.
+Handler = Callable[
+    [list[bytes], "list[tuple] | None", list[bytes]],
+    "list[bytes | None]",
+]

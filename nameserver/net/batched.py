@@ -85,6 +85,10 @@ _REMEMBERED = 1024
 # authoritative server hears mostly from a few busy resolvers; when full, it starts over.
 _REMEMBERED_HOSTS = 4096
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+# What a datagram's route comes to in the hot loop: the local address the handler is told,
+# where the reply's control message is in the mapping and its length (0 and 0: no source
+# address to name), and the route itself.
+_Known = tuple[bytes, int, int, Route]
 # Never block, whatever the socket's mode: the loop serves other sockets too.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
@@ -184,11 +188,10 @@ class BatchedUdpEndpoint(UdpEndpoint):
         v6 = sock.family == socket.AF_INET6
         self._peer = self._peer_v6 if v6 else self._peer_v4
         self._namelen = _SOCKADDR_IN6_SIZE if v6 else _SOCKADDR_IN_SIZE
-        # Per raw control buffer: its route, and where the reply's control message is in the
-        # mapping and how long it is.
-        self._routes: dict[bytes, tuple[Route, int, int]] = {}
+        # Per raw control buffer naming a source address to answer from: what it comes to.
+        self._routes: dict[bytes, _Known] = {}
         self._hosts: dict[bytes, str] = {}
-        self._reply_slots = [0] * batch  # which received datagram each reply answers
+        self._reply_names = [0] * batch  # where the peer of each prepared reply is
         self._layout_buffers(batch)
 
     def _layout_buffers(self, batch: int) -> None:
@@ -230,6 +233,26 @@ class BatchedUdpEndpoint(UdpEndpoint):
         start = offsets["received"]
         # The kernel overwrites lengths and flags of the headers it fills; this restores them.
         self._pristine = self._memory[start : start + batch * _MMSG]
+        # Per received slot: where its lengths and flags, peer address, data and control
+        # buffer are; per reply: its message header, iovec and data. Computed once, so that
+        # the hot loop does no arithmetic to find them.
+        self._slots = [
+            (
+                start + slot * _MMSG + _CONTROLLEN_AT,
+                offsets["names"] + slot * _NAME_SPACE,
+                offsets["data"] + slot * _DATA_SPACE,
+                offsets["controls"] + slot * ANCILLARY_SPACE,
+            )
+            for slot in range(batch)
+        ]
+        self._places = [
+            (
+                offsets["sending"] + slot * _MMSG,
+                offsets["send_iovecs"] + slot * _IOVEC,
+                offsets["send_data"] + slot * _DATA_SPACE,
+            )
+            for slot in range(batch)
+        ]
 
     def on_readable(self) -> None:
         """Serve what is queued, one ``recvmmsg`` and one ``sendmmsg`` per batch."""
@@ -250,54 +273,54 @@ class BatchedUdpEndpoint(UdpEndpoint):
     def _serve_batch(self, count: int) -> None:
         """Answer ``count`` received datagrams and send the replies in one ``sendmmsg``.
 
-        The hot loop of the server: per datagram, a handful of reads and writes into the
-        mapping and no object that is not needed (the peer is spelled only for a handler that
-        wants it, or for the log when its reply fails).
+        The hot loop of the server. A datagram with a remembered route, no flags and a source
+        port is handed on after a handful of reads from the mapping; anything else takes
+        :meth:`_admit`. The handler gets the whole batch in one call, and each reply costs a
+        copy and two ``pack_into``.
         """
         memory = self._memory
-        offsets = self._offsets
-        received, sending = offsets["received"], offsets["sending"]
-        names, controls, data_at = offsets["names"], offsets["controls"], offsets["data"]
-        send_iovecs, send_data = offsets["send_iovecs"], offsets["send_data"]
-        base = self._base
-        peer_of = self._peer if self.needs_peer else None
-        namelen = self._namelen
-        answer, route_of = self.answer, self._route
-        reply_slots = self._reply_slots
-        if len(self._routes) >= _REMEMBERED:
-            self._routes.clear()
+        routes = self._routes
+        if len(routes) >= _REMEMBERED:
+            routes.clear()
+        wires: list[bytes] = []
+        local: list[bytes] = []
+        peers: list[tuple] | None = [] if self.needs_peer else None
+        names: list[int] = []  # where each handed-on datagram's peer address is
+        taken: list[_Known] = []
+        for header_at, name_at, data_at, control_at in self._slots[:count]:
+            controllen, flags, length = _RECEIVED.unpack_from(memory, header_at)
+            known = routes.get(memory[control_at : control_at + controllen])
+            # Both port bytes zero: port 0, which is never answered (see _refusal).
+            if known is None or flags or not (memory[name_at + 2] or memory[name_at + 3]):
+                known = self._admit(memory[control_at : control_at + controllen], flags, name_at)
+                if known is None:
+                    continue
+            wires.append(memory[data_at : data_at + length])
+            local.append(known[0])
+            names.append(name_at)
+            taken.append(known)
+            if peers is not None:
+                peers.append(self._peer(memory, name_at))
+        start = self._offsets["received"]
+        memory[start : start + count * _MMSG] = self._pristine[: count * _MMSG]
+        if not wires:
+            return
+        base, namelen, places = self._base, self._namelen, self._places
+        reply_names = self._reply_names
         replies = 0
-        for slot in range(count):
-            controllen, flags, length = _RECEIVED.unpack_from(
-                memory, received + slot * _MMSG + _CONTROLLEN_AT
-            )
-            name = names + slot * _NAME_SPACE
-            start = data_at + slot * _DATA_SPACE
-            data = memory[start : start + length]
-            start = controls + slot * ANCILLARY_SPACE
-            route, control, control_length = route_of(memory[start : start + controllen], flags)
-            port = memory[name + 2] << 8 | memory[name + 3]  # both families: network order
-            peer = None if peer_of is None else peer_of(memory, name)
-            reply = answer(data, route, flags, port, peer)
-            if reply is None:
+        for reply, name_at, known in zip(
+            self.handler(wires, peers, local), names, taken, strict=True
+        ):
+            if (reply is None or not known[1]) and not self.replying(reply, bool(known[1])):
                 continue
-            start = send_data + replies * _DATA_SPACE
-            memory[start : start + len(reply)] = reply
-            iovec = send_iovecs + replies * _IOVEC
-            _IOV_LEN.pack_into(memory, iovec + _IOV_LEN_AT, len(reply))
+            header_at, iovec_at, data_at = places[replies]
+            memory[data_at : data_at + len(reply)] = reply
+            _IOV_LEN.pack_into(memory, iovec_at + _IOV_LEN_AT, len(reply))
             _REPLY_HEADER.pack_into(
-                memory,
-                sending + replies * _MMSG,
-                base + name,
-                namelen,
-                base + iovec,
-                1,
-                control,
-                control_length,
+                memory, header_at, base + name_at, namelen, base + iovec_at, 1, known[1], known[2]
             )
-            reply_slots[replies] = slot
+            reply_names[replies] = name_at
             replies += 1
-        memory[received : received + count * _MMSG] = self._pristine[: count * _MMSG]
         self._send(replies)
 
     def _send(self, count: int) -> None:
@@ -312,24 +335,33 @@ class BatchedUdpEndpoint(UdpEndpoint):
             number = ctypes.get_errno()
             if sent < 0 and number == errno.EINTR:
                 continue
-            name = self._offsets["names"] + self._reply_slots[done] * _NAME_SPACE
-            self.send_failed(number, os.strerror(number), self._peer(self._memory, name))
+            peer = self._peer(self._memory, self._reply_names[done])
+            self.send_failed(number, os.strerror(number), peer)
             done += 1
 
-    def _route(self, raw: bytes, flags: int) -> tuple[Route, int, int]:
-        """:meth:`route` of a raw control buffer, with its reply control message written into
-        the mapping: remembered per distinct buffer (``_serve_batch`` starts over when there
-        are many), since a host has few addresses and interfaces."""
+    def _admit(self, raw: bytes, flags: int, name_at: int) -> _Known | None:
+        """What the hot loop leaves out, for a datagram with a control buffer not remembered,
+        with flags, or from port 0: its route (remembered when it names a source address to
+        answer from), then :meth:`admit`; ``None`` when it is refused."""
         known = self._routes.get(raw)
-        if known is not None and not flags & MSG_CTRUNC:
-            return known
-        route = self.route(unpack_control(raw), flags)
-        if route.destination is None:
-            return route, 0, 0
+        if known is None or flags & MSG_CTRUNC:
+            route = self.route(unpack_control(raw), flags)
+            if route.destination is None:
+                known = (route.local, 0, 0, route)  # answered without a source, if at all
+            elif route.refusal is not None:
+                known = (route.local, 0, 0, route)  # refused below, whatever the rest says
+            else:
+                known = self._remember(raw, route)
+        port = self._memory[name_at + 2] << 8 | self._memory[name_at + 3]
+        return known if self.admit(known[3], flags, port) else None
+
+    def _remember(self, raw: bytes, route: Route) -> _Known:
+        """Write the route's control message into the mapping and remember both for ``raw``;
+        a host has few addresses and interfaces (``_serve_batch`` starts over when many)."""
         packed = pack_control(route.control)
         start = self._offsets["send_controls"] + len(self._routes) * _SEND_CONTROL_SPACE
         self._memory[start : start + len(packed)] = packed
-        known = self._routes[raw] = (route, self._base + start, len(packed))
+        known = self._routes[raw] = (route.local, self._base + start, len(packed), route)
         return known
 
     def _peer_v4(self, memory: mmap.mmap, offset: int) -> tuple:

@@ -85,10 +85,12 @@ class TcpConnection:
             self.close()
             return
         self.last_activity = now
-        for message in self._framer.feed(data):
-            reply = self.handler(message, self.peer, self.local)
-            if reply is not None:
-                self._output += frame(reply)
+        messages = self._framer.feed(data)
+        if messages:
+            count = len(messages)
+            for reply in self.handler(messages, [self.peer] * count, [self.local] * count):
+                if reply is not None:
+                    self._output += frame(reply)
         # After a zero length prefix nothing more can be read as DNS: answer what came before
         # it, then close, as at the client's end of stream.
         if not data or self._framer.broken:

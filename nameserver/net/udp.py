@@ -5,9 +5,10 @@ worth answering and how the reply leaves. Nothing on this path may raise into th
 kind of failure is counted and the next datagram is served.
 
 :class:`UdpEndpoint` moves one datagram per ``recvmsg``/``sendmsg`` and runs everywhere. Its
-per-datagram decisions (:meth:`~UdpEndpoint.route`, :meth:`~UdpEndpoint.answer`,
-:meth:`~UdpEndpoint.send_failed`, :meth:`~UdpEndpoint.receive_failed`) are also those of the
-batched Linux loop in :mod:`nameserver.net.batched`, which only moves the bytes differently.
+per-datagram decisions (:meth:`~UdpEndpoint.route`, :meth:`~UdpEndpoint.admit`,
+:meth:`~UdpEndpoint.replying`, :meth:`~UdpEndpoint.send_failed`,
+:meth:`~UdpEndpoint.receive_failed`) are also those of the batched Linux loop in
+:mod:`nameserver.net.batched`, which only moves the bytes differently.
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ class UdpEndpoint:
     def serve(self, data: bytes, ancdata: pktinfo.AncData, flags: int, peer: tuple) -> None:
         """Answer one datagram, or count why not."""
         route = self.route(ancdata, flags)
-        reply = self.answer(data, route, flags, peer[1], peer if self.needs_peer else None)
-        if reply is None:
+        if not self.admit(route, flags, peer[1]):
+            return
+        peers = [peer] if self.needs_peer else None
+        reply = self.handler([data], peers, [route.local])[0]
+        if not self.replying(reply, route.destination is not None):
             return
         try:
             self.sock.sendmsg([reply], route.control, 0, peer)
@@ -108,20 +112,24 @@ class UdpEndpoint:
         control = pktinfo.control(destination.address, self.sock.family, self.layout)
         return Route(destination, destination.address, refusal, control)
 
-    def answer(
-        self, data: bytes, route: Route, flags: int, port: int, peer: tuple | None
-    ) -> bytes | None:
-        """The reply to send, or ``None`` with the reason counted; ``port`` is the peer's."""
+    def admit(self, route: Route, flags: int, port: int) -> bool:
+        """Whether a datagram goes to the handler at all; the reason is counted when not.
+        ``port`` is the peer's."""
         reason = route.refusal or _refusal(flags, port)
-        if reason is not None:
-            self.drops[reason] += 1
-            return None
-        reply = self.handler(data, peer, route.local)
+        if reason is None:
+            return True
+        self.drops[reason] += 1
+        return False
+
+    def replying(self, reply: bytes | None, sourced: bool) -> bool:
+        """Whether the handler's ``reply`` is sent, counting the ones that are not and the
+        ones that leave without a source address (``sourced``: the route names one)."""
         if reply is None:
             self.drops["no_reply"] += 1
-        elif route.destination is None:
+            return False
+        if not sourced:
             self.drops["pktinfo_missing"] += 1
-        return reply
+        return True
 
     def send_failed(self, number: int | None, message: str, peer: tuple) -> None:
         """Count a reply the kernel refused with errno ``number``."""

@@ -387,3 +387,10 @@ def test_peers_are_spelled_right_past_the_remembered_hosts(server: socket.socket
     while endpoint._recvmmsg.queued:
         endpoint.on_readable()
     assert [peer for _data, peer, _local in handler.calls] == peers
+
+
+def test_replies_with_gaps_between_them_are_sent_in_runs() -> None:
+    """Replies leave from their queries' slots; slots without one split the send."""
+    assert batched._runs([0, 1, 2, 5, 6, 9]) == [(0, 3), (5, 2), (9, 1)]
+    assert batched._runs([3]) == [(3, 1)]
+    assert batched._runs([]) == []

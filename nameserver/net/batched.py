@@ -5,9 +5,10 @@ syscall and object overhead alone; batching both directions reaches NSD's rate
 (``shared/reference/batched-udp-io.md``). Everything a batch needs (message headers, iovecs,
 peer address, control and data buffers, both ways) is allocated once per socket, in one
 anonymous mapping whose pages the kernel only commits when a datagram touches them, so a 64 KiB
-buffer per slot costs memory only for the bytes that arrive. A reply is copied into its slot
-(a short copy is cheaper than pointing ctypes at a ``bytes`` object), and its message header
-written with one ``struct.pack_into``.
+buffer per slot costs memory only for the bytes that arrive. A reply leaves from its query's slot,
+whose message header already names the peer and the slot's data: it is copied there (a short
+copy is cheaper than pointing ctypes at a ``bytes`` object), and only its length and, when it
+changed, its source's control message are written, each with one ``struct.pack_into``.
 
 What to answer and how is not decided here: :class:`BatchedUdpEndpoint` is a
 :class:`~nameserver.net.udp.UdpEndpoint` and runs every datagram through the same decisions;
@@ -59,9 +60,10 @@ _CONTROLLEN_AT = MsgHdr.msg_controllen.offset
 # Read per received datagram in one call, from msg_controllen to msg_len: the control length,
 # the flags (MSG_TRUNC, MSG_CTRUNC) and the datagram's length.
 _RECEIVED = struct.Struct(f"@Ni{MMsgHdr.msg_len.offset - MsgHdr.msg_flags.offset - 4}xI")
-# A reply's header from msg_name to msg_controllen, written in one call: where it goes, its
-# one iovec, its source address. Setting ctypes fields instead costs a microsecond a reply.
-_REPLY_HEADER = struct.Struct("@PIPNPN")
+# A reply's control message in its header, pointer and length, written in one call; setting
+# ctypes fields instead costs a microsecond a reply.
+_CONTROL = struct.Struct("@PN")
+_CONTROL_AT = MsgHdr.msg_control.offset
 _IOV_LEN = struct.Struct("@N")
 _IOV_LEN_AT = IoVec.iov_len.offset
 _IOVEC = ctypes.sizeof(IoVec)
@@ -131,6 +133,17 @@ def unpack_control(raw: bytes) -> pktinfo.AncData:
     return found
 
 
+def _runs(slots: list[int]) -> list[tuple[int, int]]:
+    """The increasing ``slots`` as (first, how many) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for slot in slots:
+        if runs and runs[-1][0] + runs[-1][1] == slot:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((slot, 1))
+    return runs
+
+
 def _align(size: int) -> int:
     return (size + _WORD - 1) & ~(_WORD - 1)
 
@@ -191,7 +204,6 @@ class BatchedUdpEndpoint(UdpEndpoint):
         # Per raw control buffer naming a source address to answer from: what it comes to.
         self._routes: dict[bytes, _Known] = {}
         self._hosts: dict[bytes, str] = {}
-        self._reply_names = [0] * batch  # where the peer of each prepared reply is
         self._layout_buffers(batch)
 
     def _layout_buffers(self, batch: int) -> None:
@@ -217,6 +229,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._memory))
         self._offsets = offsets
         received = (MMsgHdr * batch).from_buffer(self._memory, offsets["received"])
+        sending = (MMsgHdr * batch).from_buffer(self._memory, offsets["sending"])
         iovecs = (IoVec * batch).from_buffer(self._memory, offsets["iovecs"])
         send_iovecs = (IoVec * batch).from_buffer(self._memory, offsets["send_iovecs"])
         for slot in range(batch):
@@ -230,14 +243,22 @@ class BatchedUdpEndpoint(UdpEndpoint):
             header.msg_iovlen = 1
             header.msg_control = self._base + offsets["controls"] + slot * ANCILLARY_SPACE
             header.msg_controllen = ANCILLARY_SPACE
+            # A reply goes out of the slot its query came in by: to the same peer, from its
+            # own data; only its length and its source's control message change.
+            reply = sending[slot].msg_hdr
+            reply.msg_name = header.msg_name
+            reply.msg_namelen = self._namelen
+            reply.msg_iov = ctypes.addressof(send_iovecs[slot])
+            reply.msg_iovlen = 1
         start = offsets["received"]
         # The kernel overwrites lengths and flags of the headers it fills; this restores them.
         self._pristine = self._memory[start : start + batch * _MMSG]
-        # Per received slot: where its lengths and flags, peer address, data and control
-        # buffer are; per reply: its message header, iovec and data. Computed once, so that
+        # Per slot: where its query's lengths and flags, peer address, data and control buffer
+        # are; where its reply's header, iovec length and data are. Computed once, so that
         # the hot loop does no arithmetic to find them.
         self._slots = [
             (
+                slot,
                 start + slot * _MMSG + _CONTROLLEN_AT,
                 offsets["names"] + slot * _NAME_SPACE,
                 offsets["data"] + slot * _DATA_SPACE,
@@ -247,12 +268,14 @@ class BatchedUdpEndpoint(UdpEndpoint):
         ]
         self._places = [
             (
-                offsets["sending"] + slot * _MMSG,
-                offsets["send_iovecs"] + slot * _IOVEC,
+                offsets["sending"] + slot * _MMSG + _CONTROL_AT,
+                offsets["send_iovecs"] + slot * _IOVEC + _IOV_LEN_AT,
                 offsets["send_data"] + slot * _DATA_SPACE,
             )
             for slot in range(batch)
         ]
+        # The route whose control message each slot's reply header names now.
+        self._sources: list[_Known | None] = [None] * batch
 
     def on_readable(self) -> None:
         """Serve what is queued, one ``recvmmsg`` and one ``sendmmsg`` per batch."""
@@ -275,8 +298,9 @@ class BatchedUdpEndpoint(UdpEndpoint):
 
         The hot loop of the server. A datagram with a remembered route, no flags and a source
         port is handed on after a handful of reads from the mapping; anything else takes
-        :meth:`_admit`. The handler gets the whole batch in one call, and each reply costs a
-        copy and two ``pack_into``.
+        :meth:`_admit`. The handler gets the whole batch in one call. A reply goes out of its
+        query's slot, whose header already names the peer and the data: it costs a copy, its
+        length and, when its source differs from the slot's last reply's, its control message.
         """
         memory = self._memory
         routes = self._routes
@@ -285,9 +309,9 @@ class BatchedUdpEndpoint(UdpEndpoint):
         wires: list[bytes] = []
         local: list[bytes] = []
         peers: list[tuple] | None = [] if self.needs_peer else None
-        names: list[int] = []  # where each handed-on datagram's peer address is
+        slots: list[int] = []  # the slot of each datagram handed on
         taken: list[_Known] = []
-        for header_at, name_at, data_at, control_at in self._slots[:count]:
+        for slot, header_at, name_at, data_at, control_at in self._slots[:count]:
             controllen, flags, length = _RECEIVED.unpack_from(memory, header_at)
             known = routes.get(memory[control_at : control_at + controllen])
             # Both port bytes zero: port 0, which is never answered (see _refusal).
@@ -297,7 +321,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
                     continue
             wires.append(memory[data_at : data_at + length])
             local.append(known[0])
-            names.append(name_at)
+            slots.append(slot)
             taken.append(known)
             if peers is not None:
                 peers.append(self._peer(memory, name_at))
@@ -305,37 +329,39 @@ class BatchedUdpEndpoint(UdpEndpoint):
         memory[start : start + count * _MMSG] = self._pristine[: count * _MMSG]
         if not wires:
             return
-        base, namelen, places = self._base, self._namelen, self._places
-        reply_names = self._reply_names
-        replies = 0
-        for reply, name_at, known in zip(
-            self.handler(wires, peers, local), names, taken, strict=True
-        ):
+        places, sources = self._places, self._sources
+        ready: list[int] = []
+        for reply, slot, known in zip(self.handler(wires, peers, local), slots, taken, strict=True):
             if (reply is None or not known[1]) and not self.replying(reply, bool(known[1])):
                 continue
-            header_at, iovec_at, data_at = places[replies]
+            control_at, length_at, data_at = places[slot]
             memory[data_at : data_at + len(reply)] = reply
-            _IOV_LEN.pack_into(memory, iovec_at + _IOV_LEN_AT, len(reply))
-            _REPLY_HEADER.pack_into(
-                memory, header_at, base + name_at, namelen, base + iovec_at, 1, known[1], known[2]
-            )
-            reply_names[replies] = name_at
-            replies += 1
-        self._send(replies)
+            _IOV_LEN.pack_into(memory, length_at, len(reply))
+            if sources[slot] is not known:
+                _CONTROL.pack_into(memory, control_at, known[1], known[2])
+                sources[slot] = known
+            ready.append(slot)
+        if ready and ready[-1] == len(ready) - 1:  # every slot from the first has a reply
+            self._send(0, len(ready))
+            return
+        for first, run in _runs(ready):
+            self._send(first, run)
 
-    def _send(self, count: int) -> None:
-        """Send the first ``count`` prepared replies; one that fails is counted and skipped."""
+    def _send(self, first: int, count: int) -> None:
+        """Send the replies of slots ``first`` to ``first + count - 1``; one that fails is
+        counted and skipped."""
         sending = self._base + self._offsets["sending"]
         done = 0
         while done < count:
-            sent = self._sendmmsg(self._fd, sending + done * _MMSG, count - done, 0)
+            slot = first + done
+            sent = self._sendmmsg(self._fd, sending + slot * _MMSG, count - done, 0)
             if sent > 0:
                 done += sent
                 continue
             number = ctypes.get_errno()
             if sent < 0 and number == errno.EINTR:
                 continue
-            peer = self._peer(self._memory, self._reply_names[done])
+            peer = self._peer(self._memory, self._slots[slot][2])
             self.send_failed(number, os.strerror(number), peer)
             done += 1
 

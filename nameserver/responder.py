@@ -93,16 +93,17 @@ class Responder:
         at once. A query asked before with the same bytes (the server's most frequent case)
         costs one probe here and no call; a response or a runt never matches a stored key."""
         cache = self._caches[transport]
-        exact = cache.exact
+        stored = cache.exact.get
         respond = self._respond_uncached
         outcomes: list[Outcome | None] = []
         append = outcomes.append
         for wire in wires:
-            hit = exact.get(wire[2:])
+            hit = stored(wire[2:])
             if hit is None:
                 append(respond(wire, transport, cache))
             else:
-                append(new_outcome(Outcome, (wire[:2] + hit[0], hit[1], hit[2])))
+                rest, rcode, qtype = hit
+                append(new_outcome(Outcome, (wire[:2] + rest, rcode, qtype)))
         return outcomes
 
     def _respond_uncached(

@@ -72,7 +72,7 @@ class _Level:
 
 
 class _Share:
-    """Entries kept in another level's dictionary under a budget of their own; when full, only
+    """Answers kept in another level's dictionary under a budget of their own; when full, only
     they are removed (each key once, so a flood costs a constant per entry)."""
 
     def __init__(self, level: _Level, budget: int) -> None:
@@ -81,15 +81,20 @@ class _Share:
         self._used = 0
         self._keys: list[bytes] = []
 
-    def put(self, key: bytes, entry: Outcome) -> None:
-        cost = _cost(key, entry)
+    def put(self, key: bytes, answer: Outcome) -> None:
+        """Keep ``answer`` for ``key``, a query less its ID, as the exact level keeps it.
+
+        A flood of random names passes through here, so this is one call that makes the
+        entry itself (``_replace`` is Python code handling keywords)."""
+        wire, rcode, qtype = answer
+        cost = len(key) + len(wire) + _ENTRY_OVERHEAD
         if self._used + cost > self._budget:
             pop = self._entries.pop
             for old in self._keys:
                 pop(old, None)  # gone already when the level itself was emptied
             self._keys.clear()
             self._used = 0
-        self._entries[key] = entry
+        self._entries[key] = new_outcome(Outcome, (wire[2:], rcode, qtype))
         self._keys.append(key)
         self._used += cost
 
@@ -106,8 +111,10 @@ class AnswerCache:
     ) -> None:
         self._exact = _Level(budget)
         self._shaped = _Level(budget)
-        self._nonexistent = _Share(self._exact, nonexistent_budget)
         self.exact = self._exact.entries
+        # Keeps an answer about a name that does not exist for the query's exact bytes only
+        # (``store_nonexistent(query[2:], answer)``), in the exact level's share for them.
+        self.store_nonexistent = _Share(self._exact, nonexistent_budget).put
 
     def shaped(self, wire: bytes, shape: Shape) -> Outcome | None:
         """The answer to ``wire`` from the shape level, made its own; also kept at the exact
@@ -133,10 +140,3 @@ class AnswerCache:
                 b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]
             )
             self._shaped.put(shape.key, entry._replace(wire=template))
-
-    def store_nonexistent(self, query: bytes, entry: Outcome) -> None:
-        """Keep ``entry``, the answer to ``query`` about a name that does not exist, for the
-        same query bytes only, in the exact level's share for such answers (a flood of them
-        passes through here: no ``_replace``, whose keyword handling is Python code)."""
-        wire, rcode, qtype = entry
-        self._nonexistent.put(query[2:], new_outcome(Outcome, (wire[2:], rcode, qtype)))

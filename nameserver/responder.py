@@ -98,18 +98,20 @@ class Responder:
         outcomes: list[Outcome | None] = []
         append = outcomes.append
         for wire in wires:
-            hit = stored(wire[2:])
+            key = wire[2:]
+            hit = stored(key)
             if hit is None:
-                append(respond(wire, transport, cache))
+                append(respond(wire, key, transport, cache))
             else:
                 rest, rcode, qtype = hit
                 append(new_outcome(Outcome, (wire[:2] + rest, rcode, qtype)))
         return outcomes
 
     def _respond_uncached(
-        self, wire: bytes, transport: Transport, cache: AnswerCache
+        self, wire: bytes, key: bytes, transport: Transport, cache: AnswerCache
     ) -> Outcome | None:
-        """:meth:`respond` past the exact level of ``cache``, the transport's."""
+        """:meth:`respond` past the exact level of ``cache``, the transport's, where ``key``
+        (the query less its ID, hashed already) was not found."""
         if len(wire) < _HEADER_SIZE or wire[2] & _QR_BYTE:
             return None
         shape = read_shape(wire)
@@ -129,7 +131,7 @@ class Responder:
             if exists:
                 cache.store(wire, shape, outcome, case_free=True)
             else:
-                cache.store_nonexistent(wire, outcome)
+                cache.store_nonexistent(key, outcome)
             return outcome
         outcome, case_free = self._plain(wire, transport)
         cache.store(wire, shape, outcome, case_free)

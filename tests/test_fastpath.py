@@ -251,7 +251,7 @@ def test_answers_about_missing_names_have_a_share_of_their_own() -> None:
     cache.store(present, shape, Outcome(b"\0\0" + present[2:], 0, 1), case_free=True)
     missing = [dns.message.make_query(f"q{index}.example.", "A").to_wire() for index in range(4)]
     for query in missing:
-        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
     assert set(cache.exact) == {present[2:], missing[3][2:]}, "the fourth emptied the share"
     assert cache.exact[missing[3][2:]] == (missing[3][2:], dns.rcode.NXDOMAIN, 1)
     assert cache.shaped(present, shape) is not None
@@ -264,13 +264,13 @@ def test_the_nonexistent_share_outlives_the_level_emptying_under_it() -> None:
     cache = AnswerCache(budget=900, nonexistent_budget=900)
     queries = [dns.message.make_query(f"h{index}.example.", "A").to_wire() for index in range(8)]
     for query in queries[:2]:
-        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
     for query in queries[2:6]:  # the fourth of these finds the level full and empties it
         shape = read_shape(query)
         assert shape is not None
         cache.store(query, shape, Outcome(b"\0\0" + query[2:], 0, 1), case_free=True)
     for query in queries[6:]:  # the share, counting its two old entries, empties itself
-        cache.store_nonexistent(query, Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
     assert set(cache.exact) == {queries[5][2:], queries[7][2:]}
 
 

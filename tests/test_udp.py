@@ -203,11 +203,11 @@ class FailsOnOneName(Responder):
     """A responder with a bug that only the name ``boom.`` finds."""
 
     def _respond_uncached(
-        self, wire: bytes, transport: Transport, cache: AnswerCache
+        self, wire: bytes, key: bytes, transport: Transport, cache: AnswerCache
     ) -> Outcome | None:
         if b"\x04boom\x00" in wire:
             raise RuntimeError("a bug")
-        return super()._respond_uncached(wire, transport, cache)
+        return super()._respond_uncached(wire, key, transport, cache)
 
 
 def test_a_query_that_finds_a_bug_costs_only_itself(caplog: pytest.LogCaptureFixture) -> None:

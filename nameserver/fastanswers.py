@@ -88,10 +88,11 @@ class FastAnswers:
         # (a question's length and the odd name shared with the SOA's), never more than that.
         self._soa_records: dict[tuple, bytes] = {}
 
-    def answer(self, wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int, bool] | None:
+    def answer(self, wire: bytes, shape: Shape) -> tuple[bytes, int, bool] | None:
         """The answer, its rcode and whether the name exists (so that the answer is worth
         keeping: a random name seldom comes again), or ``None`` when dnspython's path must
-        answer.
+        answer. Whether it fits the client is the caller's to check; dnspython's path
+        truncates one that does not.
 
         The response is the query's ID, a header, the question as asked, ``records`` in the
         answer section or the zone's SOA in the authority section (none for REFUSED), and an
@@ -137,8 +138,6 @@ class FastAnswers:
                 self._opt[dnssec_ok] if with_opt else b"",
             )
         )
-        if len(rendered) > limit:
-            return None
         return rendered, flags & 0x0F, exists
 
     def _soa_record(self, facts: _ZoneFacts, suffixes: list[bytes]) -> bytes:

@@ -58,8 +58,8 @@ class FastSpy:
         self.rcodes: list[int] = []
         render = responder._fast.answer
 
-        def counted(wire: bytes, shape: Shape, limit: int) -> tuple[bytes, int, bool] | None:
-            answer = render(wire, shape, limit)
+        def counted(wire: bytes, shape: Shape) -> tuple[bytes, int, bool] | None:
+            answer = render(wire, shape)
             if answer is not None:
                 self.rcodes.append(answer[1])
             return answer
@@ -367,7 +367,7 @@ def test_records_without_names_never_reach_dnspython(
                 assert outcome is not None and outcome.rcode == dns.rcode.NOERROR, name
                 reply = dns.message.from_wire(outcome.wire)
                 if reply.flags & dns.flags.TC:  # too big for 512 bytes: dnspython's to say
-                    assert (spy.calls, len(fast.rcodes)) == (before[0] + 1, before[1]), name
+                    assert spy.calls == before[0] + 1, name  # the fast answer was set aside
                     asked["truncated"] += 1
                     continue
                 assert [len(rrset) for rrset in reply.answer] == [len(records)], name

@@ -19,7 +19,7 @@ full: no bookkeeping per hit, and an attack of unique names cannot grow it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from nameserver.wirequery import Shape
 
@@ -38,8 +38,7 @@ class Outcome(NamedTuple):
     """A response and the facts about it that are counted and logged; ``qtype`` is -1 for a
     query without a question.
 
-    Stored in the cache too, with ``wire`` less its first two bytes (exact level) or with ID
-    zero and RD and CD clear (shape level).
+    The shape level stores these, with ID zero and RD and CD clear in ``wire``.
     """
 
     wire: bytes
@@ -47,20 +46,28 @@ class Outcome(NamedTuple):
     qtype: int = -1
 
 
-# Outcome's own constructor is Python code; the fast paths (a cache hit, the fast renderer,
-# a flood of random names) make the tuple directly: ``new_outcome(Outcome, (wire, rcode, qtype))``.
+# What is counted and logged of a response, ``(rcode, qtype)``: the exact level stores one
+# with each answer and hands the same tuple out with every hit, so a hit makes none.
+Facts = tuple[int, int]
+# An exact-level entry: the response less its ID, and its facts.
+Exact = tuple[bytes, Facts]
+
+
+# Outcome's own constructor is Python code; the fast renderer's path makes the tuple directly:
+# ``new_outcome(Outcome, (wire, rcode, qtype))``.
 new_outcome = tuple.__new__
+Entry = TypeVar("Entry", Exact, Outcome)
 
 
-class _Level:
+class _Level(Generic[Entry]):
     """One bounded dictionary of entries."""
 
     def __init__(self, budget: int) -> None:
-        self.entries: dict[bytes, Outcome] = {}
+        self.entries: dict[bytes, Entry] = {}
         self._budget = budget
         self._used = 0
 
-    def put(self, key: bytes, entry: Outcome) -> None:
+    def put(self, key: bytes, entry: Entry) -> None:
         if key in self.entries:  # the same answer again: a query answered twice at once
             return
         cost = _cost(key, entry)
@@ -75,7 +82,7 @@ class _Share:
     """Answers kept in another level's dictionary under a budget of their own; when full, only
     they are removed (each key once, so a flood costs a constant per entry)."""
 
-    def __init__(self, level: _Level, budget: int) -> None:
+    def __init__(self, level: _Level[Exact], budget: int) -> None:
         self._entries = level.entries
         self._budget = budget
         self._used = 0
@@ -85,7 +92,7 @@ class _Share:
         """Keep ``answer`` for ``key``, a query less its ID, as the exact level keeps it.
 
         A flood of random names passes through here, so this is one call that makes the
-        entry itself (``_replace`` is Python code handling keywords)."""
+        entry itself."""
         wire, rcode, qtype = answer
         cost = len(key) + len(wire) + _ENTRY_OVERHEAD
         if self._used + cost > self._budget:
@@ -94,13 +101,13 @@ class _Share:
                 pop(old, None)  # gone already when the level itself was emptied
             self._keys.clear()
             self._used = 0
-        self._entries[key] = new_outcome(Outcome, (wire[2:], rcode, qtype))
+        self._entries[key] = (wire[2:], (rcode, qtype))
         self._keys.append(key)
         self._used += cost
 
 
-def _cost(key: bytes, entry: Outcome) -> int:
-    return len(key) + len(entry.wire) + _ENTRY_OVERHEAD
+def _cost(key: bytes, entry: Exact | Outcome) -> int:
+    return len(key) + len(entry[0]) + _ENTRY_OVERHEAD
 
 
 class AnswerCache:
@@ -109,8 +116,8 @@ class AnswerCache:
     def __init__(
         self, budget: int = LEVEL_BUDGET, nonexistent_budget: int = NONEXISTENT_BUDGET
     ) -> None:
-        self._exact = _Level(budget)
-        self._shaped = _Level(budget)
+        self._exact: _Level[Exact] = _Level(budget)
+        self._shaped: _Level[Outcome] = _Level(budget)
         self.exact = self._exact.entries
         # Keeps an answer about a name that does not exist for the query's exact bytes only
         # (``store_nonexistent(query[2:], answer)``), in the exact level's share for them.
@@ -126,7 +133,7 @@ class AnswerCache:
         end = shape.qname_end
         flags = bytes((template[2] | wire[2] & _RD, template[3] | wire[3] & _CD))
         answer = wire[:2] + flags + template[4:12] + wire[12:end] + template[end:]
-        self._exact.put(wire[2:], Outcome(answer[2:], stored.rcode, stored.qtype))
+        self._exact.put(wire[2:], (answer[2:], (stored.rcode, stored.qtype)))
         return Outcome(answer, stored.rcode, stored.qtype)
 
     def store(self, wire: bytes, shape: Shape, entry: Outcome, case_free: bool) -> None:
@@ -134,7 +141,7 @@ class AnswerCache:
         only when it echoes the question, which a hit there overwrites with the query's, and
         is ``case_free``: its bytes do not repeat the name's letter case anywhere else."""
         answer = entry.wire
-        self._exact.put(wire[2:], entry._replace(wire=answer[2:]))
+        self._exact.put(wire[2:], (answer[2:], (entry.rcode, entry.qtype)))
         if case_free and answer[4:6] == _ONE_QUESTION:
             template = (
                 b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]

@@ -33,7 +33,7 @@ from prometheus_client.core import (
 )
 
 from nameserver import __version__
-from nameserver.responder import Outcome
+from nameserver.answercache import Facts
 
 # Seconds; a Python responder answers in tens to hundreds of microseconds.
 DURATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25)
@@ -45,7 +45,7 @@ OTHER = "other"
 Snapshot = dict[str, Any]
 
 
-# Distinct (transport, local address, qtype, rcode) counted per query before they are added
+# Distinct (transport, local address, (rcode, qtype)) counted per query before they are added
 # into the labelled totals: a bound on memory whatever the traffic.
 _PENDING = 4096
 
@@ -67,23 +67,24 @@ class WorkerStats:
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         # A plain dict: Counter's ``+=`` goes through Python-level lookups, twice the cost.
-        self._pending: dict[tuple[str, bytes, int, int], int] = {}
+        self._pending: dict[tuple[str, bytes, Facts], int] = {}
 
     def record(
         self,
         transport: str,
         local: list[bytes],
-        outcomes: list[Outcome | None],
+        facts: list[Facts | None],
         seconds: float,
     ) -> None:
-        """Count the answered queries of one batch (``None``: not answered); ``local[i]`` is
-        the packed address query ``i`` was sent to. Queries that arrive together are answered
-        together and replied to together, so each is counted with the batch's ``seconds``."""
+        """Count the answered queries of one batch by their facts, ``(rcode, qtype)`` (``None``:
+        not answered); ``local[i]`` is the packed address query ``i`` was sent to. Queries that
+        arrive together are answered together and replied to together, so each is counted
+        with the batch's ``seconds``."""
         pending = self._pending
         answered = 0
-        for address, outcome in zip(local, outcomes, strict=True):
-            if outcome is not None:
-                key = (transport, address, outcome[2], outcome[1])
+        for address, known in zip(local, facts, strict=True):
+            if known is not None:
+                key = (transport, address, known)
                 pending[key] = pending.get(key, 0) + 1
                 answered += 1
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
@@ -93,7 +94,7 @@ class WorkerStats:
 
     def _fold(self) -> None:
         """Add the pending combinations into the labelled totals."""
-        for (transport, local, qtype, rcode), count in self._pending.items():
+        for (transport, local, (rcode, qtype)), count in self._pending.items():
             family = "ipv4" if len(local) == 4 else "ipv6"
             self.queries[transport, family, qtype] += count
             self.responses[transport, rcode] += count

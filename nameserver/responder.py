@@ -29,7 +29,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
-from nameserver.answercache import AnswerCache, Outcome, new_outcome
+from nameserver.answercache import AnswerCache, Facts, Outcome, new_outcome
 from nameserver.config import ServerSettings
 from nameserver.fastanswers import FastAnswers
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
@@ -87,26 +87,42 @@ class Responder:
     def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`answer` with what metrics and the query log want to know of it, which the
         server would otherwise have to parse back out of the bytes."""
-        return self.respond_many([wire], transport)[0]
+        replies, facts = self.respond_many([wire], transport)
+        reply, known = replies[0], facts[0]
+        return None if reply is None or known is None else Outcome(reply, *known)
 
-    def respond_many(self, wires: list[bytes], transport: Transport) -> list[Outcome | None]:
-        """:meth:`respond` to each of ``wires``, in order: what the network layer hands over
-        at once. A query asked before with the same bytes (the server's most frequent case)
-        costs one probe here and no call; a response or a runt never matches a stored key."""
+    def respond_many(
+        self, wires: list[bytes], transport: Transport
+    ) -> tuple[list[bytes | None], list[Facts | None]]:
+        """The reply to each of ``wires`` (what the network layer hands over at once) and its
+        facts, ``(rcode, qtype)``, in order; ``None`` for both where nothing is sent.
+
+        A query asked before with the same bytes (the server's most frequent case) costs one
+        probe here, no call, and no object but its reply: its facts are the cache entry's.
+        A response or a runt never matches a stored key.
+        """
         cache = self._caches[transport]
         stored = cache.exact.get
         respond = self._respond_uncached
-        outcomes: list[Outcome | None] = []
-        append = outcomes.append
+        replies: list[bytes | None] = []
+        facts: list[Facts | None] = []
+        add_reply, add_facts = replies.append, facts.append
         for wire in wires:
             key = wire[2:]
             hit = stored(key)
-            if hit is None:
-                append(respond(wire, key, transport, cache))
+            if hit is not None:
+                rest, known = hit
+                add_reply(wire[:2] + rest)
+                add_facts(known)
+                continue
+            outcome = respond(wire, key, transport, cache)
+            if outcome is None:
+                add_reply(None)
+                add_facts(None)
             else:
-                rest, rcode, qtype = hit
-                append(new_outcome(Outcome, (wire[:2] + rest, rcode, qtype)))
-        return outcomes
+                add_reply(outcome.wire)
+                add_facts((outcome.rcode, outcome.qtype))
+        return replies, facts
 
     def _respond_uncached(
         self, wire: bytes, key: bytes, transport: Transport, cache: AnswerCache

@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 
 from nameserver import logs
+from nameserver.answercache import Facts
 from nameserver.config import ServerSettings
 from nameserver.logs import QueryLog
 from nameserver.metrics import WorkerStats
@@ -28,7 +29,7 @@ from nameserver.net import Handler, batched, pktinfo
 from nameserver.net.listeners import Endpoint
 from nameserver.net.tcp import TcpConnection
 from nameserver.net.udp import UdpEndpoint
-from nameserver.responder import Outcome, Responder, Transport
+from nameserver.responder import Responder, Transport
 
 log = logging.getLogger(__name__)
 
@@ -154,44 +155,60 @@ class Server:
         ) -> list[bytes | None]:
             started = clock()
             try:
-                outcomes = respond_many(wires, transport)
+                replies, facts = respond_many(wires, transport)
             except Exception:
-                outcomes = [contained(wire) for wire in wires]
+                replies, facts = contained(wires)
             seconds = clock() - started
-            record(label, local, outcomes, seconds)
+            record(label, local, facts, seconds)
             if peers is not None and self.query_log.enabled:
-                for peer, address, outcome in zip(peers, local, outcomes, strict=True):
-                    if outcome is not None:
-                        self._log_query(transport, peer, address, outcome, seconds)
-            return [None if outcome is None else outcome[0] for outcome in outcomes]
+                for peer, address, reply, known in zip(peers, local, replies, facts, strict=True):
+                    if reply is not None and known is not None:
+                        self._log_query(transport, peer, address, reply, known, seconds)
+            return replies
 
         return handle
 
-    def _contained(self, transport: Transport) -> Callable[[bytes], Outcome | None]:
-        """One query's answer, or ``None`` with the error logged and counted."""
+    def _contained(
+        self, transport: Transport
+    ) -> Callable[[list[bytes]], tuple[list[bytes | None], list[Facts | None]]]:
+        """The batch's answers one query at a time: one that fails gets ``None`` and has its
+        error logged and counted."""
         respond = self.responder.respond
 
-        def answer_alone(wire: bytes) -> Outcome | None:
-            try:
-                return respond(wire, transport)
-            except Exception:
-                log.exception("internal error answering a %s query", transport.value)
-                self.drops["internal_error"] += 1
-                return None
+        def one_by_one(wires: list[bytes]) -> tuple[list[bytes | None], list[Facts | None]]:
+            replies: list[bytes | None] = []
+            facts: list[Facts | None] = []
+            for wire in wires:
+                try:
+                    outcome = respond(wire, transport)
+                except Exception:
+                    log.exception("internal error answering a %s query", transport.value)
+                    self.drops["internal_error"] += 1
+                    outcome = None
+                replies.append(None if outcome is None else outcome.wire)
+                facts.append(None if outcome is None else (outcome.rcode, outcome.qtype))
+            return replies, facts
 
-        return answer_alone
+        return one_by_one
 
     def _log_query(
-        self, transport: Transport, peer: tuple, local: bytes, outcome: Outcome, seconds: float
+        self,
+        transport: Transport,
+        peer: tuple,
+        local: bytes,
+        reply: bytes,
+        facts: Facts,
+        seconds: float,
     ) -> None:
+        rcode, qtype = facts
         self.query_log.record(
             client=peer[0],
             local=str(ipaddress.ip_address(local)),
             transport=transport.value,
-            qname=_question_name(outcome.wire),
-            qtype="-" if outcome.qtype < 0 else dns.rdatatype.to_text(outcome.qtype),
-            rcode=dns.rcode.to_text(outcome.rcode),
-            size=len(outcome.wire),
+            qname=_question_name(reply),
+            qtype="-" if qtype < 0 else dns.rdatatype.to_text(qtype),
+            rcode=dns.rcode.to_text(rcode),
+            size=len(reply),
             microseconds=round(seconds * 1e6),
         )
 

@@ -253,7 +253,7 @@ def test_answers_about_missing_names_have_a_share_of_their_own() -> None:
     for query in missing:
         cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
     assert set(cache.exact) == {present[2:], missing[3][2:]}, "the fourth emptied the share"
-    assert cache.exact[missing[3][2:]] == (missing[3][2:], dns.rcode.NXDOMAIN, 1)
+    assert cache.exact[missing[3][2:]] == (missing[3][2:], (dns.rcode.NXDOMAIN, 1))
     assert cache.shaped(present, shape) is not None
     assert cache.shaped(missing[3], read_shape(missing[3])) is None
 

@@ -12,15 +12,15 @@ import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest
 
 from nameserver import metrics
+from nameserver.answercache import Facts
 from nameserver.metrics import MAX_LOCAL_ADDRESSES, Totals, WorkerStats, snapshot_sender
-from nameserver.responder import Outcome
 
 V4 = bytes([127, 0, 0, 53])
 V6 = bytes(15) + b"\x01"
 
 
-def outcome(qtype: str = "A", rcode: int = dns.rcode.NOERROR) -> Outcome:
-    return Outcome(b"", rcode, dns.rdatatype.from_text(qtype))
+def facts(qtype: str = "A", rcode: int = dns.rcode.NOERROR) -> Facts:
+    return rcode, dns.rdatatype.from_text(qtype)
 
 
 def scrape(totals: Totals, state: metrics.ServerState | None = None) -> str:
@@ -32,9 +32,9 @@ def scrape(totals: Totals, state: metrics.ServerState | None = None) -> str:
 
 def test_a_worker_counts_by_label() -> None:
     stats = WorkerStats()
-    stats.record("udp", [V4], [outcome()], 0.0003)
-    stats.record("udp", [V4], [outcome("AAAA", dns.rcode.NXDOMAIN)], 0.002)
-    stats.record("tcp", [V6], [Outcome(b"", dns.rcode.FORMERR)], 0.00001)
+    stats.record("udp", [V4], [facts()], 0.0003)
+    stats.record("udp", [V4], [facts("AAAA", dns.rcode.NXDOMAIN)], 0.002)
+    stats.record("tcp", [V6], [(dns.rcode.FORMERR, -1)], 0.00001)
     snapshot = stats.snapshot()
     assert sorted(map(tuple, snapshot["queries"])) == [
         ("tcp", "ipv6", "none", 1),
@@ -56,8 +56,8 @@ def test_a_batch_counts_its_answered_queries_at_its_time() -> None:
     the batch's time, and one without an answer is not counted at all."""
     stats = WorkerStats()
     local = [V4, V6, V4, V4]
-    outcomes = [outcome(), None, outcome("AAAA"), outcome(rcode=dns.rcode.NXDOMAIN)]
-    stats.record("udp", local, outcomes, 0.0003)
+    counted = [facts(), None, facts("AAAA"), facts(rcode=dns.rcode.NXDOMAIN)]
+    stats.record("udp", local, counted, 0.0003)
     snapshot = stats.snapshot()
     assert sorted(map(tuple, snapshot["queries"])) == [
         ("udp", "ipv4", "A", 2),
@@ -72,7 +72,7 @@ def test_a_batch_counts_its_answered_queries_at_its_time() -> None:
 def test_local_addresses_beyond_the_cap_count_as_other() -> None:
     stats = WorkerStats()
     for index in range(MAX_LOCAL_ADDRESSES + 10):
-        stats.record("udp", [bytes([10, 0, index // 256, index % 256])], [outcome()], 0.001)
+        stats.record("udp", [bytes([10, 0, index // 256, index % 256])], [facts()], 0.001)
     local = dict(map(tuple, stats.snapshot()["local"]))
     assert len(local) == MAX_LOCAL_ADDRESSES + 1
     assert local["other"] == 10
@@ -84,8 +84,8 @@ def test_many_label_combinations_add_up() -> None:
     than are kept pending, still adds up exactly."""
     stats = WorkerStats()
     for qtype in range(65536):
-        stats.record("udp", [V4], [Outcome(b"", qtype % 6, qtype)], 0.0001 * (qtype % 7))
-        stats.record("tcp", [V6], [Outcome(b"", dns.rcode.NOERROR, qtype)], 0.0002)
+        stats.record("udp", [V4], [(qtype % 6, qtype)], 0.0001 * (qtype % 7))
+        stats.record("tcp", [V6], [(dns.rcode.NOERROR, qtype)], 0.0002)
     snapshot = stats.snapshot()
     assert len(snapshot["queries"]) == 2 * 65536
     assert sum(row[-1] for row in snapshot["queries"]) == 2 * 65536
@@ -99,8 +99,8 @@ def test_many_label_combinations_add_up() -> None:
 def test_totals_add_live_and_ended_workers() -> None:
     first, second = WorkerStats(), WorkerStats()
     for _ in range(3):
-        first.record("udp", [V4], [outcome()], 0.001)
-    second.record("udp", [V4], [outcome()], 0.001)
+        first.record("udp", [V4], [facts()], 0.001)
+    second.record("udp", [V4], [facts()], 0.001)
     totals = Totals()
     line = json.dumps(first.snapshot()).encode() + b"\n"
     totals.feed(1, line[:10])  # a report may arrive in pieces
@@ -115,7 +115,7 @@ def test_totals_add_live_and_ended_workers() -> None:
 def test_reports_travel_through_a_pipe() -> None:
     read, write = os.pipe2(os.O_NONBLOCK)
     stats = WorkerStats()
-    stats.record("tcp", [V6], [outcome()], 0.001)
+    stats.record("tcp", [V6], [facts()], 0.001)
     stats.drops["truncated"] += 2
     snapshot_sender(write)(stats)
     totals = Totals()
@@ -127,7 +127,7 @@ def test_reports_travel_through_a_pipe() -> None:
 
 def test_the_scrape_has_every_promised_metric() -> None:
     stats = WorkerStats()
-    stats.record("udp", [V4], [outcome()], 0.0004)
+    stats.record("udp", [V4], [facts()], 0.0004)
     stats.drops["non_unicast_destination"] += 1
     totals = Totals()
     totals.feed(1, json.dumps(stats.snapshot()).encode() + b"\n")

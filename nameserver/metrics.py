@@ -66,8 +66,10 @@ class WorkerStats:
         self.drops: Counter[str] = Counter()
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
-        # A plain dict: Counter's ``+=`` goes through Python-level lookups, twice the cost.
-        self._pending: dict[tuple[str, bytes, Facts], int] = {}
+        # Counts per transport, then local address, then facts: plain dicts (Counter's ``+=``
+        # goes through Python-level lookups), nested so that counting makes no key tuple.
+        self._pending: dict[str, dict[bytes, dict[Facts, int]]] = {}
+        self._combinations = 0
 
     def record(
         self,
@@ -80,29 +82,43 @@ class WorkerStats:
         not answered); ``local[i]`` is the packed address query ``i`` was sent to. Queries that
         arrive together are answered together and replied to together, so each is counted
         with the batch's ``seconds``."""
-        pending = self._pending
-        answered = 0
+        by_address = self._pending.get(transport)
+        if by_address is None:
+            by_address = self._pending[transport] = {}
+        added = 0
         for address, known in zip(local, facts, strict=True):
-            if known is not None:
-                key = (transport, address, known)
-                pending[key] = pending.get(key, 0) + 1
-                answered += 1
+            if known is None:
+                continue
+            counts = by_address.get(address)
+            if counts is None:
+                counts = by_address[address] = {}
+            count = counts.get(known)
+            if count is None:
+                counts[known] = 1
+                added += 1
+            else:
+                counts[known] = count + 1
+        answered = len(facts) - facts.count(None)
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
         self.duration_sum += seconds * answered
-        if len(pending) > _PENDING:
+        self._combinations += added
+        if self._combinations > _PENDING:
             self._fold()
 
     def _fold(self) -> None:
         """Add the pending combinations into the labelled totals."""
-        for (transport, local, (rcode, qtype)), count in self._pending.items():
-            family = "ipv4" if len(local) == 4 else "ipv6"
-            self.queries[transport, family, qtype] += count
-            self.responses[transport, rcode] += count
-            if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
-                self.local[local] += count
-            else:
-                self.local[b""] += count
+        for transport, by_address in self._pending.items():
+            for local, counts in by_address.items():
+                family = "ipv4" if len(local) == 4 else "ipv6"
+                for (rcode, qtype), count in counts.items():
+                    self.queries[transport, family, qtype] += count
+                    self.responses[transport, rcode] += count
+                    if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
+                        self.local[local] += count
+                    else:
+                        self.local[b""] += count
         self._pending.clear()
+        self._combinations = 0
 
     def snapshot(self) -> Snapshot:
         """The totals with text labels, as JSON can carry them."""

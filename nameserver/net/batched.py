@@ -311,12 +311,20 @@ class BatchedUdpEndpoint(UdpEndpoint):
         peers: list[tuple] | None = [] if self.needs_peer else None
         slots: list[int] = []  # the slot of each datagram handed on
         taken: list[_Known] = []
+        # Datagrams in a row mostly went to one address: comparing the control buffer with the
+        # last one's is cheaper than hashing it.
+        last_raw, last_known = b"", None
         for slot, header_at, name_at, data_at, control_at in self._slots[:count]:
             controllen, flags, length = _RECEIVED.unpack_from(memory, header_at)
-            known = routes.get(memory[control_at : control_at + controllen])
+            raw = memory[control_at : control_at + controllen]
+            if raw == last_raw:
+                known = last_known
+            else:
+                known = last_known = routes.get(raw)
+                last_raw = raw
             # Both port bytes zero: port 0, which is never answered (see _refusal).
             if known is None or flags or not (memory[name_at + 2] or memory[name_at + 3]):
-                known = self._admit(memory[control_at : control_at + controllen], flags, name_at)
+                known = self._admit(raw, flags, name_at)
                 if known is None:
                     continue
             wires.append(memory[data_at : data_at + length])

@@ -1,7 +1,7 @@
 """Query bytes in, response bytes out: the whole DNS behaviour of the server, with no sockets.
 
 The server hands every batch of datagrams or TCP messages to :meth:`Responder.respond_many`
-and sends back what it returns, one outcome per query; ``None`` means "send nothing" (a
+and sends back the replies it returns, one per query; ``None`` means "send nothing" (a
 response, or less than a header).
 Everything the RFCs say about headers, EDNS and truncation lives here, so it is tested with
 plain bytes.

@@ -173,20 +173,20 @@ class Server:
     ) -> Callable[[list[bytes]], tuple[list[bytes | None], list[Facts | None]]]:
         """The batch's answers one query at a time: one that fails gets ``None`` and has its
         error logged and counted."""
-        respond = self.responder.respond
+        respond_many = self.responder.respond_many
 
         def one_by_one(wires: list[bytes]) -> tuple[list[bytes | None], list[Facts | None]]:
             replies: list[bytes | None] = []
             facts: list[Facts | None] = []
             for wire in wires:
                 try:
-                    outcome = respond(wire, transport)
+                    reply, known = respond_many([wire], transport)
                 except Exception:
                     log.exception("internal error answering a %s query", transport.value)
                     self.drops["internal_error"] += 1
-                    outcome = None
-                replies.append(None if outcome is None else outcome.wire)
-                facts.append(None if outcome is None else (outcome.rcode, outcome.qtype))
+                    reply, known = [None], [None]
+                replies += reply
+                facts += known
             return replies, facts
 
         return one_by_one

@@ -340,6 +340,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
         places, sources = self._places, self._sources
         ready: list[int] = []
         for reply, slot, known in zip(self.handler(wires, peers, local), slots, taken, strict=True):
+            # Only a missing reply or a missing source (control 0) has something to count.
             if (reply is None or not known[1]) and not self.replying(reply, bool(known[1])):
                 continue
             control_at, length_at, data_at = places[slot]
@@ -380,10 +381,9 @@ class BatchedUdpEndpoint(UdpEndpoint):
         known = self._routes.get(raw)
         if known is None or flags & MSG_CTRUNC:
             route = self.route(unpack_control(raw), flags)
-            if route.destination is None:
-                known = (route.local, 0, 0, route)  # answered without a source, if at all
-            elif route.refusal is not None:
-                known = (route.local, 0, 0, route)  # refused below, whatever the rest says
+            if route.destination is None or route.refusal is not None:
+                # No source to name: answered without one if at all, or refused below.
+                known = (route.local, 0, 0, route)
             else:
                 known = self._remember(raw, route)
         port = self._memory[name_at + 2] << 8 | self._memory[name_at + 3]

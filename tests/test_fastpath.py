@@ -23,6 +23,7 @@ import dns.rdatatype
 import pytest
 from test_fuzz import PacketGenerator, write_fuzz_zones, zone_names
 
+from nameserver import answercache
 from nameserver.answercache import AnswerCache, Outcome
 from nameserver.config import ServerSettings, ZoneSettings
 from nameserver.lookup import IN, lower_wire
@@ -241,6 +242,38 @@ def test_a_full_cache_level_starts_again() -> None:
     assert cache.shaped(*stored[3]) is not None
 
 
+def offer_missing(cache: AnswerCache, query: bytes) -> None:
+    """Hand the cache an NXDOMAIN answer to ``query``, as the responder does."""
+    cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+
+
+def keep_missing(cache: AnswerCache, query: bytes) -> None:
+    """The answer about a missing name is kept when its query comes a second time."""
+    offer_missing(cache, query)
+    offer_missing(cache, query)
+
+
+def test_a_missing_name_is_kept_when_it_comes_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen once, a query about a missing name is only remembered (a flood of random names
+    stores no answers); seen again, its answer is kept. The memory of queries seen once
+    starts over when full."""
+    monkeypatch.setattr(answercache, "_SEEN_LIMIT", 2)
+    cache = AnswerCache()
+    first, second, third = (
+        dns.message.make_query(f"m{index}.example.", "A").to_wire() for index in range(3)
+    )
+    offer_missing(cache, first)
+    assert not cache.exact
+    offer_missing(cache, first)
+    assert set(cache.exact) == {first[2:]}
+    offer_missing(cache, second)
+    offer_missing(cache, third)  # two remembered: this one starts the memory over
+    offer_missing(cache, second)
+    assert set(cache.exact) == {first[2:]}, "second was forgotten, so seen once again"
+    offer_missing(cache, second)
+    assert set(cache.exact) == {first[2:], second[2:]}
+
+
 def test_answers_about_missing_names_have_a_share_of_their_own() -> None:
     """A flood of random names fills and empties only its own share of the exact level: the
     answers for names that exist stay, and each missing name is kept for its own bytes."""
@@ -251,7 +284,7 @@ def test_answers_about_missing_names_have_a_share_of_their_own() -> None:
     cache.store(present, shape, Outcome(b"\0\0" + present[2:], 0, 1), case_free=True)
     missing = [dns.message.make_query(f"q{index}.example.", "A").to_wire() for index in range(4)]
     for query in missing:
-        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        keep_missing(cache, query)
     assert set(cache.exact) == {present[2:], missing[3][2:]}, "the fourth emptied the share"
     assert cache.exact[missing[3][2:]] == (missing[3][2:], (dns.rcode.NXDOMAIN, 1))
     assert cache.shaped(present, shape) is not None
@@ -264,13 +297,13 @@ def test_the_nonexistent_share_outlives_the_level_emptying_under_it() -> None:
     cache = AnswerCache(budget=900, nonexistent_budget=900)
     queries = [dns.message.make_query(f"h{index}.example.", "A").to_wire() for index in range(8)]
     for query in queries[:2]:
-        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        keep_missing(cache, query)
     for query in queries[2:6]:  # the fourth of these finds the level full and empties it
         shape = read_shape(query)
         assert shape is not None
         cache.store(query, shape, Outcome(b"\0\0" + query[2:], 0, 1), case_free=True)
     for query in queries[6:]:  # the share, counting its two old entries, empties itself
-        cache.store_nonexistent(query[2:], Outcome(b"\0\0" + query[2:], dns.rcode.NXDOMAIN, 1))
+        keep_missing(cache, query)
     assert set(cache.exact) == {queries[5][2:], queries[7][2:]}
 
 
@@ -425,11 +458,12 @@ def test_random_names_under_a_wildcard_never_reach_dnspython(
         )
     assert spy.calls == 0
     assert fast.rcodes == [dns.rcode.NOERROR] * 60
-    for query in queries:  # the same bytes again: from the cache, and still dnspython's
+    for query in queries:  # seen again: kept now; the third time from the cache
+        check(responder, reference, query, Transport.UDP)
         check(responder, reference, query, Transport.UDP)
         check(responder, reference, query.upper(), Transport.UDP)
     assert spy.calls == 0
-    assert len(fast.rcodes) == 120, "kept for the same bytes only, not for the name's shape"
+    assert len(fast.rcodes) == 180, "kept for the same bytes only, not for the name's shape"
     for name in ("someone.wcname.fuzz.test.", "someone.deleg.fuzz.test."):
         check(responder, reference, dns.message.make_query(name, "A").to_wire(), Transport.UDP)
     assert spy.calls == 2

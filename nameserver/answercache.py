@@ -28,7 +28,8 @@ from nameserver.wirequery import Shape
 LEVEL_BUDGET = 32 << 20
 # Bytes of answers about names that do not exist, per transport, within the exact level.
 NONEXISTENT_BUDGET = 8 << 20
-# Queries about missing names remembered as seen once, before their answers are kept.
+# Queries about missing names remembered as seen once, before their answers are kept; then
+# the memory starts over. A few MiB per transport and worker at most.
 _SEEN_LIMIT = 1 << 16
 # What a stored entry costs besides its answer's bytes (key, tuple, dict slot), roughly.
 _ENTRY_OVERHEAD = 200

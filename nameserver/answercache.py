@@ -103,29 +103,33 @@ class _Share:
         """Keep ``answer`` for ``key``, a query less its ID, as the exact level keeps it, if
         the query was seen before; else remember that it was.
 
-        A flood of random names passes through here, so this is one call that makes the
-        entry itself."""
+        A flood of random names passes through here: the first sighting returns before any
+        other work."""
         seen = self._seen
         if key not in seen:
             if len(seen) >= _SEEN_LIMIT:
                 seen.clear()
             seen.add(key)
             return
-        wire, rcode, qtype = answer
-        cost = len(key) + len(wire) + _ENTRY_OVERHEAD
+        cost = _cost(key, answer)
         if self._used + cost > self._budget:
             pop = self._entries.pop
             for old in self._keys:
                 pop(old, None)  # gone already when the level itself was emptied
             self._keys.clear()
             self._used = 0
-        self._entries[key] = (wire[2:], (rcode, qtype))
+        self._entries[key] = _exact(*answer)
         self._keys.append(key)
         self._used += cost
 
 
 def _cost(key: bytes, entry: Exact | Outcome) -> int:
     return len(key) + len(entry[0]) + _ENTRY_OVERHEAD
+
+
+def _exact(wire: bytes, rcode: int, qtype: int) -> Exact:
+    """The exact level's entry for a complete response: its bytes less the ID, its facts."""
+    return wire[2:], (rcode, qtype)
 
 
 class AnswerCache:
@@ -151,7 +155,7 @@ class AnswerCache:
         end = shape.qname_end
         flags = bytes((template[2] | wire[2] & _RD, template[3] | wire[3] & _CD))
         answer = wire[:2] + flags + template[4:12] + wire[12:end] + template[end:]
-        self._exact.put(wire[2:], (answer[2:], (stored.rcode, stored.qtype)))
+        self._exact.put(wire[2:], _exact(answer, stored.rcode, stored.qtype))
         return Outcome(answer, stored.rcode, stored.qtype)
 
     def store(self, wire: bytes, shape: Shape, entry: Outcome, case_free: bool) -> None:
@@ -159,7 +163,7 @@ class AnswerCache:
         only when it echoes the question, which a hit there overwrites with the query's, and
         is ``case_free``: its bytes do not repeat the name's letter case anywhere else."""
         answer = entry.wire
-        self._exact.put(wire[2:], (answer[2:], (entry.rcode, entry.qtype)))
+        self._exact.put(wire[2:], _exact(*entry))
         if case_free and answer[4:6] == _ONE_QUESTION:
             template = (
                 b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]

@@ -133,7 +133,7 @@ def run_all(netns: str, files: BenchFiles, args: argparse.Namespace, folder: Pat
     with (
         running_nsd(netns, folder / "nsd", origin, files.zone, START_TIMEOUT) as nsd,
         running_nameserverd(
-            netns, folder / "nameserverd", origin, files.zone, START_TIMEOUT
+            netns, folder / "nameserverd", origin, files.zone, START_TIMEOUT, **_settings(args)
         ) as nameserverd,
     ):
         servers = {"NSD": nsd, "nameserverd": nameserverd}
@@ -152,6 +152,11 @@ def run_all(netns: str, files: BenchFiles, args: argparse.Namespace, folder: Pat
                     print(f"round {round_number}: {run_line(run)}", flush=True)
                     runs.append(run)
     return runs
+
+
+def _settings(args: argparse.Namespace) -> dict[str, int]:
+    """nameserverd's ``server:`` settings that differ from its defaults for this run."""
+    return {} if args.udp_batch is None else {"udp_batch": args.udp_batch}
 
 
 def run_line(run: Run) -> str:
@@ -247,6 +252,9 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", type=int, default=1, help="both servers' CPU, default 1")
     parser.add_argument("--dnsperf-cpu", type=int, default=0, help="dnsperf's CPU, default 0")
+    parser.add_argument(
+        "--udp-batch", type=int, help="nameserverd's server.udp_batch; default: its own"
+    )
     return parser.parse_args()
 
 
@@ -267,7 +275,8 @@ def main() -> int:
             f"{files.shape.records:,} records in {files.shape.origin}; a warm-up pass of at "
             f"most {args.warmup:g} s, then {args.rounds} rounds x {args.seconds:g} s per "
             f"server and load; dnsperf -q {args.outstanding} on CPU "
-            f"{args.dnsperf_cpu}, both servers on CPU {args.server_cpu}; load average "
+            f"{args.dnsperf_cpu}, both servers on CPU {args.server_cpu}; nameserverd "
+            f"{_settings(args) or 'with its defaults'}; load average "
             f"{os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs",
             flush=True,
         )

@@ -33,6 +33,9 @@ NONEXISTENT_BUDGET = 8 << 20
 _SEEN_LIMIT = 1 << 16
 # What a stored entry costs besides its answer's bytes (key, tuple, dict slot), roughly.
 _ENTRY_OVERHEAD = 200
+# Distinct facts shared (see shared_facts()); a flood of odd query types gets tuples of its own.
+_SHARED_FACTS = 1024
+_FACTS: dict[Facts, Facts] = {}
 _RD = 0x01
 _ONE_QUESTION = b"\0\x01"
 _CD = 0x10
@@ -129,7 +132,19 @@ def _cost(key: bytes, entry: Exact | Outcome) -> int:
 
 def _exact(wire: bytes, rcode: int, qtype: int) -> Exact:
     """The exact level's entry for a complete response: its bytes less the ID, its facts."""
-    return wire[2:], (rcode, qtype)
+    return wire[2:], shared_facts(rcode, qtype)
+
+
+def shared_facts(rcode: int, qtype: int) -> Facts:
+    """``(rcode, qtype)``, one tuple per combination while there are few: metrics count by
+    them, and a tuple met before compares by identity and is in the CPU's cache."""
+    known = (rcode, qtype)
+    shared = _FACTS.get(known)
+    if shared is not None:
+        return shared
+    if len(_FACTS) < _SHARED_FACTS:
+        _FACTS[known] = known
+    return known
 
 
 class AnswerCache:

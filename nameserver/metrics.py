@@ -1,6 +1,6 @@
 """Prometheus metrics that add up across worker processes.
 
-Workers count in plain dictionaries, the cheapest thing Python can do per query, and send the
+Workers count in a ``Counter``, a whole batch of queries per call in C, and send the
 supervisor a snapshot of their totals through a pipe about once a second and when they stop.
 The supervisor keeps the latest snapshot of every live worker plus the sum of those that ended,
 and prometheus-client serves the total on ``/metrics``. prometheus-client's own multiprocess
@@ -53,10 +53,11 @@ _PENDING = 4096
 class WorkerStats:
     """One worker's totals since it started.
 
-    A query costs one counter increment: :meth:`record` counts the combination of all its
-    labels, and the per-metric totals are summed from those when a snapshot is taken (or when
-    many different combinations have piled up). Three counters and a histogram per query cost
-    about as much as answering it from the cache.
+    A query costs one counter increment, made in C: :meth:`record` counts the combination of
+    all its labels for a whole batch at once, and the per-metric totals are summed from those
+    when a snapshot is taken (or when many different combinations have piled up). Three
+    counters and a histogram per query would cost about as much as answering it from the
+    cache.
     """
 
     def __init__(self) -> None:
@@ -66,9 +67,9 @@ class WorkerStats:
         self.drops: Counter[str] = Counter()
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
-        # Counts per transport, then local address, then facts: plain dicts (Counter's ``+=``
-        # goes through Python-level lookups), nested so that counting makes no key tuple.
-        self._pending: dict[str, dict[bytes, dict[Facts, int]]] = {}
+        # Counts per transport of (local address, facts) pairs, facts ``None`` for a query not
+        # answered: Counter.update counts a whole batch's pairs in C.
+        self._pending: dict[str, Counter[tuple[bytes, Facts | None]]] = {}
         self._combinations = 0
 
     def record(
@@ -82,41 +83,32 @@ class WorkerStats:
         not answered); ``local[i]`` is the packed address query ``i`` was sent to. Queries that
         arrive together are answered together and replied to together, so each is counted
         with the batch's ``seconds``."""
-        by_address = self._pending.get(transport)
-        if by_address is None:
-            by_address = self._pending[transport] = {}
-        added = 0
-        for address, known in zip(local, facts, strict=True):
-            if known is None:
-                continue
-            counts = by_address.get(address)
-            if counts is None:
-                counts = by_address[address] = {}
-            count = counts.get(known)
-            if count is None:
-                counts[known] = 1
-                added += 1
-            else:
-                counts[known] = count + 1
+        pending = self._pending.get(transport)
+        if pending is None:
+            pending = self._pending[transport] = Counter()
+        combinations = len(pending)
+        pending.update(zip(local, facts, strict=True))
+        self._combinations += len(pending) - combinations
         answered = len(facts) - facts.count(None)
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
         self.duration_sum += seconds * answered
-        self._combinations += added
         if self._combinations > _PENDING:
             self._fold()
 
     def _fold(self) -> None:
         """Add the pending combinations into the labelled totals."""
-        for transport, by_address in self._pending.items():
-            for local, counts in by_address.items():
+        for transport, pending in self._pending.items():
+            for (local, known), count in pending.items():
+                if known is None:
+                    continue
+                rcode, qtype = known
                 family = "ipv4" if len(local) == 4 else "ipv6"
-                for (rcode, qtype), count in counts.items():
-                    self.queries[transport, family, qtype] += count
-                    self.responses[transport, rcode] += count
-                    if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
-                        self.local[local] += count
-                    else:
-                        self.local[b""] += count
+                self.queries[transport, family, qtype] += count
+                self.responses[transport, rcode] += count
+                if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
+                    self.local[local] += count
+                else:
+                    self.local[b""] += count
         self._pending.clear()
         self._combinations = 0
 

@@ -29,7 +29,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
-from nameserver.answercache import AnswerCache, Facts, Outcome, new_outcome
+from nameserver.answercache import AnswerCache, Facts, Outcome, new_outcome, shared_facts
 from nameserver.config import ServerSettings
 from nameserver.fastanswers import FastAnswers
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
@@ -121,7 +121,7 @@ class Responder:
                 add_facts(None)
             else:
                 add_reply(outcome.wire)
-                add_facts((outcome.rcode, outcome.qtype))
+                add_facts(shared_facts(outcome.rcode, outcome.qtype))
         return replies, facts
 
     def _respond_uncached(

@@ -389,6 +389,17 @@ def test_peers_are_spelled_right_past_the_remembered_hosts(server: socket.socket
     assert [peer for _data, peer, _local in handler.calls] == peers
 
 
+def test_one_format_reads_a_field_of_every_slot() -> None:
+    """The formats that read every header's lengths or every peer's port at once, and write
+    every reply's iovec, find each slot ``stride`` bytes after the last."""
+    entry = struct.Struct("@2xH")
+    memory = bytearray(96)
+    for slot, port in enumerate((53, 0, 5353)):
+        entry.pack_into(memory, slot * 32, port)
+    assert batched._repeated(entry, 32, 3).unpack_from(memory) == (53, 0, 5353)
+    assert batched._repeated(entry, 32, 1).unpack_from(memory, 64) == (5353,)
+
+
 def test_replies_with_gaps_between_them_are_sent_in_runs() -> None:
     """Replies leave from their queries' slots; slots without one split the send."""
     assert batched._runs([0, 1, 2, 5, 6, 9]) == [(0, 3), (5, 2), (9, 1)]

@@ -307,6 +307,27 @@ def test_the_nonexistent_share_outlives_the_level_emptying_under_it() -> None:
     assert set(cache.exact) == {queries[5][2:], queries[7][2:]}
 
 
+def test_facts_are_shared_while_there_are_few(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every entry with the same (rcode, qtype) hands out one tuple, which metrics then count
+    by identity; past the cap a combination gets a tuple of its own, equal but not kept."""
+    monkeypatch.setattr(answercache, "_FACTS", {})
+    monkeypatch.setattr(answercache, "_SHARED_FACTS", 2)
+    first = answercache.shared_facts(0, 1)
+    assert answercache.shared_facts(0, 1) is first
+    cache = AnswerCache()
+    query = dns.message.make_query("www.example.", "A").to_wire()
+    shape = read_shape(query)
+    assert shape is not None
+    cache.store(query, shape, Outcome(b"\0\0" + query[2:], 0, 1), case_free=True)
+    assert cache.exact[query[2:]][1] is first
+    second = answercache.shared_facts(3, 28)
+    assert answercache.shared_facts(3, 28) is second
+    beyond = answercache.shared_facts(0, 99)
+    assert beyond == (0, 99)
+    assert answercache.shared_facts(0, 99) is not beyond
+    assert len(answercache._FACTS) == 2
+
+
 def test_negative_answers_below_the_soa_names(
     responder: Responder, reference: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,9 +6,11 @@ syscall and object overhead alone; batching both directions reaches NSD's rate
 peer address, control and data buffers, both ways) is allocated once per socket, in one
 anonymous mapping whose pages the kernel only commits when a datagram touches them, so a 64 KiB
 buffer per slot costs memory only for the bytes that arrive. A reply leaves from its query's slot,
-whose message header already names the peer and the slot's data: it is copied there (a short
-copy is cheaper than pointing ctypes at a ``bytes`` object), and only its length and, when it
-changed, its source's control message are written, each with one ``struct.pack_into``.
+whose message header already names the peer. A batch's replies are copied into the mapping
+together (a copy is cheaper than pointing ctypes at ``bytes`` objects) and their iovecs written
+with one ``struct.pack_into``; a slot's control message only when its source changed. The
+interpreter's work per datagram is what costs here: every read or write that can serve a whole
+batch in one call does.
 
 What to answer and how is not decided here: :class:`BatchedUdpEndpoint` is a
 :class:`~nameserver.net.udp.UdpEndpoint` and runs every datagram through the same decisions;
@@ -25,6 +27,8 @@ import socket
 import struct
 import sys
 from collections import Counter
+from itertools import accumulate, chain
+from operator import itemgetter
 
 from nameserver.net import Handler, pktinfo
 from nameserver.net.udp import ANCILLARY_SPACE, BURST, MAX_DATAGRAM, MSG_CTRUNC, Route, UdpEndpoint
@@ -64,8 +68,10 @@ _RECEIVED = struct.Struct(f"@Ni{MMsgHdr.msg_len.offset - MsgHdr.msg_flags.offset
 # ctypes fields instead costs a microsecond a reply.
 _CONTROL = struct.Struct("@PN")
 _CONTROL_AT = MsgHdr.msg_control.offset
-_IOV_LEN = struct.Struct("@N")
-_IOV_LEN_AT = IoVec.iov_len.offset
+# The peer's port in its address, either family; only whether it is 0 matters.
+_PORT = struct.Struct("@2xH")
+# A reply's iovec: where it starts, how long it is.
+_IOV = struct.Struct("@PN")
 _IOVEC = ctypes.sizeof(IoVec)
 # The peer as the socket module spells it: ports and flow label in network order, the scope id
 # in host order, addresses through inet_ntop (no "%scope" suffix, as Python since 3.7).
@@ -91,6 +97,8 @@ _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 # where the reply's control message is in the mapping and its length (0 and 0: no source
 # address to name), and the route itself.
 _Known = tuple[bytes, int, int, Route]
+_LOCAL = itemgetter(0)
+_SOURCE = itemgetter(1)
 # Never block, whatever the socket's mode: the loop serves other sockets too.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
@@ -142,6 +150,13 @@ def _runs(slots: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((slot, 1))
     return runs
+
+
+def _repeated(entry: struct.Struct, stride: int, count: int) -> struct.Struct:
+    """``count`` times the native ``entry``, ``stride`` bytes apart: one call reads or writes
+    its fields in every slot of a batch (and writing zeroes the bytes between them)."""
+    body = entry.format.removeprefix("@")
+    return struct.Struct("@" + f"{body}{stride - entry.size}x" * (count - 1) + body)
 
 
 def _align(size: int) -> int:
@@ -235,7 +250,6 @@ class BatchedUdpEndpoint(UdpEndpoint):
         for slot in range(batch):
             iovecs[slot].iov_base = self._base + offsets["data"] + slot * _DATA_SPACE
             iovecs[slot].iov_len = MAX_DATAGRAM
-            send_iovecs[slot].iov_base = self._base + offsets["send_data"] + slot * _DATA_SPACE
             header = received[slot].msg_hdr
             header.msg_name = self._base + offsets["names"] + slot * _NAME_SPACE
             header.msg_namelen = _NAME_SPACE
@@ -253,27 +267,28 @@ class BatchedUdpEndpoint(UdpEndpoint):
         start = offsets["received"]
         # The kernel overwrites lengths and flags of the headers it fills; this restores them.
         self._pristine = self._memory[start : start + batch * _MMSG]
-        # Per slot: where its query's lengths and flags, peer address, data and control buffer
-        # are; where its reply's header, iovec length and data are. Computed once, so that
-        # the hot loop does no arithmetic to find them.
+        # Per slot: where its query's peer address, data and control buffer are; where its
+        # reply's header, iovec length and data are. Computed once, so that the hot loop does
+        # no arithmetic to find them. And the formats that read the lengths and flags of the
+        # first n headers, or the ports of the first n peers, in one call (at index n - 1).
+        self._receipts_at = start + _CONTROLLEN_AT
+        self._receipts = [_repeated(_RECEIVED, _MMSG, n) for n in range(1, batch + 1)]
+        self._ports = [_repeated(_PORT, _NAME_SPACE, n) for n in range(1, batch + 1)]
         self._slots = [
             (
                 slot,
-                start + slot * _MMSG + _CONTROLLEN_AT,
                 offsets["names"] + slot * _NAME_SPACE,
                 offsets["data"] + slot * _DATA_SPACE,
                 offsets["controls"] + slot * ANCILLARY_SPACE,
             )
             for slot in range(batch)
         ]
-        self._places = [
-            (
-                offsets["sending"] + slot * _MMSG + _CONTROL_AT,
-                offsets["send_iovecs"] + slot * _IOVEC + _IOV_LEN_AT,
-                offsets["send_data"] + slot * _DATA_SPACE,
-            )
-            for slot in range(batch)
+        self._send_controls = [
+            offsets["sending"] + slot * _MMSG + _CONTROL_AT for slot in range(batch)
         ]
+        self._send_iovecs = offsets["send_iovecs"]
+        self._send_data = offsets["send_data"]
+        self._iovecs = [_repeated(_IOV, _IOVEC, n) for n in range(1, batch + 1)]
         # The route whose control message each slot's reply header names now.
         self._sources: list[_Known | None] = [None] * batch
 
@@ -297,39 +312,42 @@ class BatchedUdpEndpoint(UdpEndpoint):
         """Answer ``count`` received datagrams and send the replies in one ``sendmmsg``.
 
         The hot loop of the server. A datagram with a remembered route, no flags and a source
-        port is handed on after a handful of reads from the mapping; anything else takes
-        :meth:`_admit`. The handler gets the whole batch in one call. A reply goes out of its
-        query's slot, whose header already names the peer and the data: it costs a copy, its
-        length and, when its source differs from the slot's last reply's, its control message.
+        port is handed on after two slices of the mapping; anything else takes :meth:`_admit`.
+        The handler gets the whole batch in one call, and :meth:`_place` writes the replies;
+        only a batch with a datagram refused, a reply missing or one without a source address
+        to name goes through them one by one to count those.
         """
         memory = self._memory
         routes = self._routes
         if len(routes) >= _REMEMBERED:
             routes.clear()
         wires: list[bytes] = []
-        local: list[bytes] = []
         peers: list[tuple] | None = [] if self.needs_peer else None
-        slots: list[int] = []  # the slot of each datagram handed on
-        taken: list[_Known] = []
+        refused: list[int] = []
+        taken: list[_Known] = []  # the route of each datagram handed on
         # Datagrams in a row mostly went to one address: comparing the control buffer with the
         # last one's is cheaper than hashing it.
         last_raw, last_known = b"", None
-        for slot, header_at, name_at, data_at, control_at in self._slots[:count]:
-            controllen, flags, length = _RECEIVED.unpack_from(memory, header_at)
+        # The lengths and flags of every header and every peer's port, in one call each.
+        receipts = self._receipts[count - 1].unpack_from(memory, self._receipts_at)
+        ports = self._ports[count - 1].unpack_from(memory, self._slots[0][1])
+        arrivals = zip(
+            self._slots, receipts[0::3], receipts[1::3], receipts[2::3], ports, strict=False
+        )
+        for (slot, name_at, data_at, control_at), controllen, flags, length, port in arrivals:
             raw = memory[control_at : control_at + controllen]
             if raw == last_raw:
                 known = last_known
             else:
                 known = last_known = routes.get(raw)
                 last_raw = raw
-            # Both port bytes zero: port 0, which is never answered (see _refusal).
-            if known is None or flags or not (memory[name_at + 2] or memory[name_at + 3]):
+            # Port 0 is never answered (see _refusal).
+            if known is None or flags or not port:
                 known = self._admit(raw, flags, name_at)
                 if known is None:
+                    refused.append(slot)
                     continue
             wires.append(memory[data_at : data_at + length])
-            local.append(known[0])
-            slots.append(slot)
             taken.append(known)
             if peers is not None:
                 peers.append(self._peer(memory, name_at))
@@ -337,24 +355,44 @@ class BatchedUdpEndpoint(UdpEndpoint):
         memory[start : start + count * _MMSG] = self._pristine[: count * _MMSG]
         if not wires:
             return
-        places, sources = self._places, self._sources
-        ready: list[int] = []
-        for reply, slot, known in zip(self.handler(wires, peers, local), slots, taken, strict=True):
+        replies = self.handler(wires, peers, list(map(_LOCAL, taken)))
+        # The usual batch: every datagram handed on and answered, each from a source address.
+        if not refused and all(replies) and all(map(_SOURCE, taken)):
+            self._place(replies, taken)
+            self._send(0, count)
+            return
+        slots = [slot for slot in range(count) if slot not in refused]
+        outgoing = [b""] * count
+        wanted: list[_Known | None] = [None] * count
+        for reply, slot, known in zip(replies, slots, taken, strict=True):
             # Only a missing reply or a missing source (control 0) has something to count.
             if (reply is None or not known[1]) and not self.replying(reply, bool(known[1])):
                 continue
-            control_at, length_at, data_at = places[slot]
-            memory[data_at : data_at + len(reply)] = reply
-            _IOV_LEN.pack_into(memory, length_at, len(reply))
-            if sources[slot] is not known:
-                _CONTROL.pack_into(memory, control_at, known[1], known[2])
-                sources[slot] = known
-            ready.append(slot)
-        if ready and ready[-1] == len(ready) - 1:  # every slot from the first has a reply
-            self._send(0, len(ready))
-            return
-        for first, run in _runs(ready):
+            outgoing[slot] = reply
+            wanted[slot] = known
+        self._place(outgoing, wanted)
+        for first, run in _runs([slot for slot, reply in enumerate(outgoing) if reply]):
             self._send(first, run)
+
+    def _place(self, replies: list[bytes], routes: list[_Known] | list[_Known | None]) -> None:
+        """Write the reply of each slot from the first (``b""``: none) in one copy and their
+        iovecs in one call, and the control message of each slot's route (``None``: none)
+        where it differs from the one the slot's header names already."""
+        memory = self._memory
+        blob = b"".join(replies)
+        memory[self._send_data : self._send_data + len(blob)] = blob
+        sizes = list(map(len, replies))
+        # One start more than there are replies: where the last one ends.
+        starts = accumulate(sizes, initial=self._base + self._send_data)
+        iovecs = chain.from_iterable(zip(starts, sizes, strict=False))
+        self._iovecs[len(replies) - 1].pack_into(memory, self._send_iovecs, *iovecs)
+        sources = self._sources
+        if sources[: len(routes)] == routes:
+            return
+        for slot, known in enumerate(routes):
+            if known is not None and sources[slot] is not known:
+                _CONTROL.pack_into(memory, self._send_controls[slot], known[1], known[2])
+                sources[slot] = known
 
     def _send(self, first: int, count: int) -> None:
         """Send the replies of slots ``first`` to ``first + count - 1``; one that fails is
@@ -370,7 +408,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
             number = ctypes.get_errno()
             if sent < 0 and number == errno.EINTR:
                 continue
-            peer = self._peer(self._memory, self._slots[slot][2])
+            peer = self._peer(self._memory, self._slots[slot][1])
             self.send_failed(number, os.strerror(number), peer)
             done += 1
 

@@ -267,10 +267,11 @@ class BatchedUdpEndpoint(UdpEndpoint):
         start = offsets["received"]
         # The kernel overwrites lengths and flags of the headers it fills; this restores them.
         self._pristine = self._memory[start : start + batch * _MMSG]
-        # Per slot: where its query's peer address, data and control buffer are; where its
-        # reply's header, iovec length and data are. Computed once, so that the hot loop does
-        # no arithmetic to find them. And the formats that read the lengths and flags of the
-        # first n headers, or the ports of the first n peers, in one call (at index n - 1).
+        # Per slot: where its query's peer address, data and control buffer are, and where its
+        # reply's control message goes. Computed once, so that the hot loop does no arithmetic
+        # to find them. And the formats that read the lengths and flags of the first n
+        # headers or the ports of the first n peers, or write the first n replies' iovecs, in
+        # one call (at index n - 1).
         self._receipts_at = start + _CONTROLLEN_AT
         self._receipts = [_repeated(_RECEIVED, _MMSG, n) for n in range(1, batch + 1)]
         self._ports = [_repeated(_PORT, _NAME_SPACE, n) for n in range(1, batch + 1)]

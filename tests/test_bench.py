@@ -7,6 +7,7 @@ share of the mix says). The tables are checked on made-up measurements.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ from bench.zonegen import (  # noqa: E402
     write_zone,
     zone_lines,
 )
+from nameserver.config import load_config  # noqa: E402
 from tests.integration.daemon import run_check, write_config  # noqa: E402
 
 DNSPERF_OUTPUT = """\
@@ -235,6 +237,14 @@ def test_dnsperf_runs_pinned_inside_the_namespace_and_stops_after_one_pass_for_w
         "ns", 5301, Path("q")
     )
     assert warmup[-2:] == ["-n", "1"]
+
+
+def test_udp_batch_reaches_the_config_of_the_compared_daemon(tmp_path: Path) -> None:
+    """``--udp-batch`` sets nameserverd's ``server.udp_batch``; without it, its default."""
+    assert speed._settings(argparse.Namespace(udp_batch=None)) == {}
+    settings = speed._settings(argparse.Namespace(udp_batch=64))
+    config = write_config(tmp_path / "c.yaml", port=5301, ipv6_only=False, **settings)
+    assert load_config(config).server.udp_batch == 64
 
 
 def test_reload_losses_the_client_dropped_itself_are_told_apart() -> None:

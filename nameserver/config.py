@@ -344,9 +344,9 @@ class ServerSettings:
     group: str | None = field(default=None, metadata={"parse": _group})
     # Datagrams per recvmmsg/sendmmsg call on Linux; 1 is the portable recvmsg/sendmsg loop.
     # A reply waits for its whole batch to be answered: 32 cache hits take about a quarter of
-    # a millisecond. A client with a window of queries in flight (a resolver, dnsperf) gets
-    # its replies in smaller waves and refills the queue sooner: with 64, dnsperf -q 100 left
-    # the worker idle 5-20 % of the time and got 13 % fewer answers (bench/README.md).
+    # a millisecond, and a client with a window of queries in flight (a resolver, dnsperf)
+    # gets its replies in smaller waves and refills the queue sooner. Per query, 32 and 64
+    # cost the same (bench/README.md, "Batch size").
     udp_batch: int = field(default=32, metadata={"parse": _udp_batch})
     # Compiled zones kept across restarts, so an unchanged zone file is not compiled again.
     cache_dir: pathlib.Path | None = field(

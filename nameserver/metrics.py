@@ -45,8 +45,8 @@ OTHER = "other"
 Snapshot = dict[str, Any]
 
 
-# Distinct (transport, local address, (rcode, qtype)) counted per query before they are added
-# into the labelled totals: a bound on memory whatever the traffic.
+# Distinct (transport, local address, (rcode, qtype) or None) counted per query before they are
+# added into the labelled totals: a bound on memory whatever the traffic.
 _PENDING = 4096
 
 
@@ -70,7 +70,6 @@ class WorkerStats:
         # Counts per transport of (local address, facts) pairs, facts ``None`` for a query not
         # answered: Counter.update counts a whole batch's pairs in C.
         self._pending: dict[str, Counter[tuple[bytes, Facts | None]]] = {}
-        self._combinations = 0
 
     def record(
         self,
@@ -86,13 +85,11 @@ class WorkerStats:
         pending = self._pending.get(transport)
         if pending is None:
             pending = self._pending[transport] = Counter()
-        combinations = len(pending)
         pending.update(zip(local, facts, strict=True))
-        self._combinations += len(pending) - combinations
         answered = len(facts) - facts.count(None)
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
         self.duration_sum += seconds * answered
-        if self._combinations > _PENDING:
+        if sum(map(len, self._pending.values())) > _PENDING:
             self._fold()
 
     def _fold(self) -> None:
@@ -110,7 +107,6 @@ class WorkerStats:
                 else:
                     self.local[b""] += count
         self._pending.clear()
-        self._combinations = 0
 
     def snapshot(self) -> Snapshot:
         """The totals with text labels, as JSON can carry them."""

@@ -68,8 +68,8 @@ _RECEIVED = struct.Struct(f"@Ni{MMsgHdr.msg_len.offset - MsgHdr.msg_flags.offset
 # ctypes fields instead costs a microsecond a reply.
 _CONTROL = struct.Struct("@PN")
 _CONTROL_AT = MsgHdr.msg_control.offset
-# The peer's port in its address, either family; only whether it is 0 matters.
-_PORT = struct.Struct("@2xH")
+# The peer's port in its address, either family, in network order.
+_PORT = struct.Struct("!2xH")
 # A reply's iovec: where it starts, how long it is.
 _IOV = struct.Struct("@PN")
 _IOVEC = ctypes.sizeof(IoVec)
@@ -153,10 +153,11 @@ def _runs(slots: list[int]) -> list[tuple[int, int]]:
 
 
 def _repeated(entry: struct.Struct, stride: int, count: int) -> struct.Struct:
-    """``count`` times the native ``entry``, ``stride`` bytes apart: one call reads or writes
-    its fields in every slot of a batch (and writing zeroes the bytes between them)."""
-    body = entry.format.removeprefix("@")
-    return struct.Struct("@" + f"{body}{stride - entry.size}x" * (count - 1) + body)
+    """``count`` times ``entry`` (whose format starts with its byte order), ``stride`` bytes
+    apart: one call reads or writes its fields in every slot of a batch (and writing zeroes
+    the bytes between them)."""
+    order, body = entry.format[0], entry.format[1:]
+    return struct.Struct(order + f"{body}{stride - entry.size}x" * (count - 1) + body)
 
 
 def _align(size: int) -> int:
@@ -257,8 +258,8 @@ class BatchedUdpEndpoint(UdpEndpoint):
             header.msg_iovlen = 1
             header.msg_control = self._base + offsets["controls"] + slot * ANCILLARY_SPACE
             header.msg_controllen = ANCILLARY_SPACE
-            # A reply goes out of the slot its query came in by: to the same peer, from its
-            # own data; only its length and its source's control message change.
+            # A reply goes out of the slot its query came in by, to the same peer; its iovec
+            # and, when its source changed, its control message are written per batch.
             reply = sending[slot].msg_hdr
             reply.msg_name = header.msg_name
             reply.msg_namelen = self._namelen
@@ -344,7 +345,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
                 last_raw = raw
             # Port 0 is never answered (see _refusal).
             if known is None or flags or not port:
-                known = self._admit(raw, flags, name_at)
+                known = self._admit(raw, flags, port)
                 if known is None:
                     refused.append(slot)
                     continue
@@ -413,10 +414,11 @@ class BatchedUdpEndpoint(UdpEndpoint):
             self.send_failed(number, os.strerror(number), peer)
             done += 1
 
-    def _admit(self, raw: bytes, flags: int, name_at: int) -> _Known | None:
+    def _admit(self, raw: bytes, flags: int, port: int) -> _Known | None:
         """What the hot loop leaves out, for a datagram with a control buffer not remembered,
-        with flags, or from port 0: its route (remembered when it names a source address to
-        answer from), then :meth:`admit`; ``None`` when it is refused."""
+        with flags, or from port 0 (``port`` is the peer's): its route (remembered when it
+        names a source address to answer from), then :meth:`admit`; ``None`` when it is
+        refused."""
         known = self._routes.get(raw)
         if known is None or flags & MSG_CTRUNC:
             route = self.route(unpack_control(raw), flags)
@@ -425,7 +427,6 @@ class BatchedUdpEndpoint(UdpEndpoint):
                 known = (route.local, 0, 0, route)
             else:
                 known = self._remember(raw, route)
-        port = self._memory[name_at + 2] << 8 | self._memory[name_at + 3]
         return known if self.admit(known[3], flags, port) else None
 
     def _remember(self, raw: bytes, route: Route) -> _Known:

@@ -45,9 +45,10 @@ def main() -> None:
     stats = WorkerStats()
     print(f"{'query':<24} {'respond µs':>11} {'record µs':>10} {'metrics share':>14}")
     for qname, qtype in QUESTIONS:
-        wires = [dns.message.make_query(qname, qtype).to_wire() for _ in range(BATCH)]
-        _replies, facts = responder.respond_many(wires, Transport.UDP)
-        respond = per_call(partial(responder.respond_many, wires, Transport.UDP), ROUNDS // 10)
+        # Handed over as the network layer does: each query less its ID.
+        bodies = [dns.message.make_query(qname, qtype).to_wire()[2:] for _ in range(BATCH)]
+        _replies, facts = responder.respond_many(bodies, Transport.UDP)
+        respond = per_call(partial(responder.respond_many, bodies, Transport.UDP), ROUNDS // 10)
         record = per_call(partial(stats.record, "udp", LOCAL, facts, 3e-4), ROUNDS)
         respond, record = respond / BATCH, record / BATCH
         share = record / (respond + record)

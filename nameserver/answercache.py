@@ -121,7 +121,7 @@ class _Share:
                 pop(old, None)  # gone already when the level itself was emptied
             self._keys.clear()
             self._used = 0
-        self._entries[key] = _exact(*answer)
+        self._entries[key] = exact_entry(*answer)
         self._keys.append(key)
         self._used += cost
 
@@ -130,7 +130,7 @@ def _cost(key: bytes, entry: Exact | Outcome) -> int:
     return len(key) + len(entry[0]) + _ENTRY_OVERHEAD
 
 
-def _exact(wire: bytes, rcode: int, qtype: int) -> Exact:
+def exact_entry(wire: bytes, rcode: int, qtype: int) -> Exact:
     """The exact level's entry for a complete response: its bytes less the ID, its facts."""
     return wire[2:], shared_facts(rcode, qtype)
 
@@ -170,7 +170,7 @@ class AnswerCache:
         end = shape.qname_end
         flags = bytes((template[2] | wire[2] & _RD, template[3] | wire[3] & _CD))
         answer = wire[:2] + flags + template[4:12] + wire[12:end] + template[end:]
-        self._exact.put(wire[2:], _exact(answer, stored.rcode, stored.qtype))
+        self._exact.put(wire[2:], exact_entry(answer, stored.rcode, stored.qtype))
         return Outcome(answer, stored.rcode, stored.qtype)
 
     def store(self, wire: bytes, shape: Shape, entry: Outcome, case_free: bool) -> None:
@@ -178,7 +178,7 @@ class AnswerCache:
         only when it echoes the question, which a hit there overwrites with the query's, and
         is ``case_free``: its bytes do not repeat the name's letter case anywhere else."""
         answer = entry.wire
-        self._exact.put(wire[2:], _exact(*entry))
+        self._exact.put(wire[2:], exact_entry(*entry))
         if case_free and answer[4:6] == _ONE_QUESTION:
             template = (
                 b"\0\0" + bytes((answer[2] & ~_RD & 0xFF, answer[3] & ~_CD & 0xFF)) + answer[4:]

@@ -46,7 +46,8 @@ Snapshot = dict[str, Any]
 
 
 # Distinct (transport, local address, (rcode, qtype) or None) counted per query before they are
-# added into the labelled totals: a bound on memory whatever the traffic.
+# added into the labelled totals: a bound on memory whatever the traffic (roughly: the pending
+# counts are summed per batch, so one batch may go past it).
 _PENDING = 4096
 
 
@@ -67,9 +68,10 @@ class WorkerStats:
         self.drops: Counter[str] = Counter()
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
-        # Counts per transport of (local address, facts) pairs, facts ``None`` for a query not
-        # answered: Counter.update counts a whole batch's pairs in C.
-        self._pending: dict[str, Counter[tuple[bytes, Facts | None]]] = {}
+        # Counts of facts per transport and local address, facts ``None`` for a query not
+        # answered: Counter.update counts a whole batch's facts in C, and a batch has mostly
+        # been sent to one address.
+        self._pending: dict[tuple[str, bytes], Counter[Facts | None]] = {}
 
     def record(
         self,
@@ -82,30 +84,37 @@ class WorkerStats:
         not answered); ``local[i]`` is the packed address query ``i`` was sent to. Queries that
         arrive together are answered together and replied to together, so each is counted
         with the batch's ``seconds``."""
-        pending = self._pending.get(transport)
-        if pending is None:
-            pending = self._pending[transport] = Counter()
-        pending.update(zip(local, facts, strict=True))
-        answered = len(facts) - facts.count(None)
+        if local and local.count(local[0]) == len(local):
+            self._counts(transport, local[0]).update(facts)
+        else:
+            for (address, known), count in Counter(zip(local, facts, strict=True)).items():
+                self._counts(transport, address)[known] += count
+        # Counting Nones compares each tuple with None the slow way: only when there are any.
+        answered = len(facts) if all(facts) else len(facts) - facts.count(None)
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += answered
         self.duration_sum += seconds * answered
         if sum(map(len, self._pending.values())) > _PENDING:
             self._fold()
 
+    def _counts(self, transport: str, local: bytes) -> Counter[Facts | None]:
+        counts = self._pending.get((transport, local))
+        if counts is None:
+            counts = self._pending[transport, local] = Counter()
+        return counts
+
     def _fold(self) -> None:
-        """Add the pending combinations into the labelled totals."""
-        for transport, pending in self._pending.items():
-            for (local, known), count in pending.items():
+        """Add the pending counts into the labelled totals."""
+        for (transport, local), pending in self._pending.items():
+            family = "ipv4" if len(local) == 4 else "ipv6"
+            if local not in self.local and len(self.local) >= MAX_LOCAL_ADDRESSES:
+                local = b""
+            for known, count in pending.items():
                 if known is None:
                     continue
                 rcode, qtype = known
-                family = "ipv4" if len(local) == 4 else "ipv6"
                 self.queries[transport, family, qtype] += count
                 self.responses[transport, rcode] += count
-                if local in self.local or len(self.local) < MAX_LOCAL_ADDRESSES:
-                    self.local[local] += count
-                else:
-                    self.local[b""] += count
+                self.local[local] += count
         self._pending.clear()
 
     def snapshot(self) -> Snapshot:

@@ -1,8 +1,10 @@
 """Query bytes in, response bytes out: the whole DNS behaviour of the server, with no sockets.
 
-The server hands every batch of datagrams or TCP messages to :meth:`Responder.respond_many`
-and sends back the replies it returns, one per query; ``None`` means "send nothing" (a
-response, or less than a header).
+The server hands every batch of datagrams or TCP messages to :meth:`Responder.respond_many`,
+each less its first two bytes, the ID, and sends back the replies it returns, one per query and
+also less the ID, which the network layer copies from the query; ``None`` means "send nothing"
+(a response, or less than a header). A reply's ID is the only part of it that depends on the
+ID of its query, and a repeated query's stored reply is then exactly what is sent.
 Everything the RFCs say about headers, EDNS and truncation lives here, so it is tested with
 plain bytes.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from operator import itemgetter
 
 import dns.edns
 import dns.exception
@@ -29,7 +32,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
-from nameserver.answercache import AnswerCache, Facts, Outcome, new_outcome, shared_facts
+from nameserver.answercache import AnswerCache, Facts, Outcome, exact_entry, new_outcome
 from nameserver.config import ServerSettings
 from nameserver.fastanswers import FastAnswers
 from nameserver.lookup import Question, Result, ZoneIndex, lookup
@@ -38,6 +41,12 @@ from nameserver.zones import HostedZone, ZoneSet
 
 _HEADER = struct.Struct("!HHHHHH")
 _HEADER_SIZE = _HEADER.size
+# The ID a query is answered with when only the rest of it was handed over: the reply's own
+# ID is the network layer's to copy.
+_NO_ID = b"\0\0"
+# An exact cache entry's reply less its ID, and its facts.
+_BODY = itemgetter(0)
+_FACTS = itemgetter(1)
 _QR_BYTE = dns.flags.QR >> 8  # QR in the third byte of the header
 # The most we send over UDP and what we advertise: the DNS flag day 2020 value, which avoids
 # IP fragmentation on every common path (Knot, NSD, BIND and PowerDNS default to it too).
@@ -87,41 +96,33 @@ class Responder:
     def respond(self, wire: bytes, transport: Transport) -> Outcome | None:
         """:meth:`answer` with what metrics and the query log want to know of it, which the
         server would otherwise have to parse back out of the bytes."""
-        replies, facts = self.respond_many([wire], transport)
-        reply, known = replies[0], facts[0]
-        return None if reply is None or known is None else Outcome(reply, *known)
+        bodies, facts = self.respond_many([wire[2:]], transport)
+        body, known = bodies[0], facts[0]
+        return None if body is None or known is None else Outcome(wire[:2] + body, *known)
 
     def respond_many(
-        self, wires: list[bytes], transport: Transport
+        self, bodies: list[bytes], transport: Transport
     ) -> tuple[list[bytes | None], list[Facts | None]]:
-        """The reply to each of ``wires`` (what the network layer hands over at once) and its
-        facts, ``(rcode, qtype)``, in order; ``None`` for both where nothing is sent.
+        """The reply to each query of ``bodies`` (what the network layer hands over at once,
+        each less its ID), less its ID, and its facts, ``(rcode, qtype)``, in order; ``None``
+        for both where nothing is sent.
 
         A query asked before with the same bytes (the server's most frequent case) costs one
-        probe here, no call, and no object but its reply: its facts are the cache entry's.
-        A response or a runt never matches a stored key.
+        probe here, made for the whole batch in C, and no object: its reply and facts are the
+        cache entry's. A response or a runt never matches a stored key.
         """
         cache = self._caches[transport]
-        stored = cache.exact.get
-        respond = self._respond_uncached
+        found = list(map(cache.exact.get, bodies))
+        if all(found):
+            return list(map(_BODY, found)), list(map(_FACTS, found))
         replies: list[bytes | None] = []
         facts: list[Facts | None] = []
-        add_reply, add_facts = replies.append, facts.append
-        for wire in wires:
-            key = wire[2:]
-            hit = stored(key)
-            if hit is not None:
-                rest, known = hit
-                add_reply(wire[:2] + rest)
-                add_facts(known)
-                continue
-            outcome = respond(wire, key, transport, cache)
-            if outcome is None:
-                add_reply(None)
-                add_facts(None)
-            else:
-                add_reply(outcome.wire)
-                add_facts(shared_facts(outcome.rcode, outcome.qtype))
+        for body, hit in zip(bodies, found, strict=True):
+            if hit is None:
+                outcome = self._respond_uncached(_NO_ID + body, body, transport, cache)
+                hit = None if outcome is None else exact_entry(*outcome)
+            replies.append(None if hit is None else hit[0])
+            facts.append(None if hit is None else hit[1])
         return replies, facts
 
     def _respond_uncached(

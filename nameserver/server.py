@@ -151,13 +151,13 @@ class Server:
         contained = self._contained(transport)
 
         def handle(
-            wires: list[bytes], peers: list[tuple] | None, local: list[bytes]
+            bodies: list[bytes], peers: list[tuple] | None, local: list[bytes]
         ) -> list[bytes | None]:
             started = clock()
             try:
-                replies, facts = respond_many(wires, transport)
+                replies, facts = respond_many(bodies, transport)
             except Exception:
-                replies, facts = contained(wires)
+                replies, facts = contained(bodies)
             seconds = clock() - started
             record(label, local, facts, seconds)
             if peers is not None and self.query_log.enabled:
@@ -175,12 +175,12 @@ class Server:
         error logged and counted."""
         respond_many = self.responder.respond_many
 
-        def one_by_one(wires: list[bytes]) -> tuple[list[bytes | None], list[Facts | None]]:
+        def one_by_one(bodies: list[bytes]) -> tuple[list[bytes | None], list[Facts | None]]:
             replies: list[bytes | None] = []
             facts: list[Facts | None] = []
-            for wire in wires:
+            for body in bodies:
                 try:
-                    reply, known = respond_many([wire], transport)
+                    reply, known = respond_many([body], transport)
                 except Exception:
                     log.exception("internal error answering a %s query", transport.value)
                     self.drops["internal_error"] += 1
@@ -208,7 +208,7 @@ class Server:
             qname=_question_name(reply),
             qtype="-" if qtype < 0 else dns.rdatatype.to_text(qtype),
             rcode=dns.rcode.to_text(rcode),
-            size=len(reply),
+            size=len(reply) + 2,
             microseconds=round(seconds * 1e6),
         )
 
@@ -287,12 +287,14 @@ def _udp_endpoint(
     return UdpEndpoint(sock, handler, layout, drops, needs_peer)
 
 
-def _question_name(response: bytes) -> str:
-    """The name a response answers, as text; read back from the bytes because the fast paths
-    never make a dnspython name, and only the query log needs one."""
-    if response[4:6] == b"\0\0":
+def _question_name(body: bytes) -> str:
+    """The name a response answers, as text, from the response less its ID (the first two
+    bytes); read back from the bytes because the fast paths never make a dnspython name, and
+    only the query log needs one."""
+    if body[2:4] == b"\0\0":
         return "-"
-    return dns.name.from_wire(response, 12)[0].to_text()
+    # Compression pointers count from the ID: put two bytes back in its place.
+    return dns.name.from_wire(b"\0\0" + body, 12)[0].to_text()
 
 
 def _ignore_arguments(callback: Callable[[], None]) -> Dispatch:

@@ -137,6 +137,17 @@ class Kernel:
         return count
 
 
+def query(word: bytes) -> bytes:
+    """A datagram carrying ``word`` after an ID of its own (its first two letters in capitals),
+    which the network layer hands over without and puts back in front of the reply."""
+    return word[:2].upper() + word
+
+
+def echoed(address: bytes, word: bytes) -> bytes:
+    """What a client gets back for ``query(word)`` sent to ``address`` (see :class:`Echo`)."""
+    return word[:2].upper() + address + b":" + word
+
+
 class Echo:
     """A handler that remembers its calls and answers with the local address it was told."""
 
@@ -186,21 +197,21 @@ def scenario(server: socket.socket, client: socket.socket) -> list[Arrival]:
     peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
     port_zero = (peer[0], 0, *peer[2:])
     arrivals = [
-        Arrival(b"first", peer, v4("127.0.0.1", "127.0.0.1")),
-        Arrival(b"alias", peer, v4("127.0.0.53", "127.0.0.53")),
-        Arrival(b"cut", peer, v4("127.0.0.1", "127.0.0.1"), socket.MSG_TRUNC),
-        Arrival(b"zero", port_zero, v4("127.0.0.1", "127.0.0.1")),
-        Arrival(b"silence", peer, v4("127.0.0.1", "127.0.0.1")),
-        Arrival(b"broadcast", peer, v4("127.0.0.1", "255.255.255.255")),
-        Arrival(b"gone", peer, v4("192.0.2.99", "192.0.2.99")),
-        Arrival(b"unknown", peer, []),
-        Arrival(b"ctrunc", peer, v4("192.0.2.99", "192.0.2.99"), socket.MSG_CTRUNC),
-        Arrival(b"last", peer, v4("127.0.1.1", "127.0.1.1")),
+        Arrival(query(b"first"), peer, v4("127.0.0.1", "127.0.0.1")),
+        Arrival(query(b"alias"), peer, v4("127.0.0.53", "127.0.0.53")),
+        Arrival(query(b"cut"), peer, v4("127.0.0.1", "127.0.0.1"), socket.MSG_TRUNC),
+        Arrival(query(b"zero"), port_zero, v4("127.0.0.1", "127.0.0.1")),
+        Arrival(query(b"silence"), peer, v4("127.0.0.1", "127.0.0.1")),
+        Arrival(query(b"broadcast"), peer, v4("127.0.0.1", "255.255.255.255")),
+        Arrival(query(b"gone"), peer, v4("192.0.2.99", "192.0.2.99")),
+        Arrival(query(b"unknown"), peer, []),
+        Arrival(query(b"ctrunc"), peer, v4("192.0.2.99", "192.0.2.99"), socket.MSG_CTRUNC),
+        Arrival(query(b"last"), peer, v4("127.0.1.1", "127.0.1.1")),
     ]
     if dual:
         scoped = ("fe80::1", 5353, 0x12345, 7)
         to_loopback = [(socket.IPPROTO_IPV6, 50, in6_pktinfo("::1", 1))]
-        arrivals.insert(5, Arrival(b"silence", scoped, to_loopback))
+        arrivals.insert(5, Arrival(query(b"silence"), scoped, to_loopback))
     return arrivals
 
 
@@ -218,11 +229,11 @@ def expected_replies(server: socket.socket) -> list[tuple[bytes, str]]:
     """Without a trusted pktinfo report the handler is told the bound (wildcard) address."""
     bound = bytes(16 if server.family == socket.AF_INET6 else 4)
     return [
-        (b"\x7f\0\0\x01:first", "127.0.0.1"),
-        (b"\x7f\0\0\x35:alias", "127.0.0.53"),
-        (bound + b":unknown", "127.0.0.1"),
-        (bound + b":ctrunc", "127.0.0.1"),
-        (b"\x7f\0\x01\x01:last", "127.0.1.1"),
+        (echoed(b"\x7f\0\0\x01", b"first"), "127.0.0.1"),
+        (echoed(b"\x7f\0\0\x35", b"alias"), "127.0.0.53"),
+        (echoed(bound, b"unknown"), "127.0.0.1"),
+        (echoed(bound, b"ctrunc"), "127.0.0.1"),
+        (echoed(b"\x7f\0\x01\x01", b"last"), "127.0.1.1"),
     ]
 
 
@@ -275,6 +286,82 @@ def test_batched_loop_behaves_like_the_one_packet_loop(
     assert replies(client) == reference_replies == expected_replies(server)
 
 
+def test_a_batch_the_usual_way_is_served_alike(
+    server: socket.socket, client: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a batch went all one way, the next that does is served without looking at its
+    datagrams one by one; one with a cut datagram, port 0 or another address still is, and
+    a missing reply is still counted. Replies and drops are the one-packet loop's."""
+    port = client.getsockname()[1]
+    dual = server.family == socket.AF_INET6
+    peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
+    port_zero = (peer[0], 0, *peer[2:])
+    usual = v4("127.0.0.53", "127.0.0.53")
+
+    def ok(number: int) -> Arrival:
+        return Arrival(query(b"ok%d" % number), peer, usual)
+
+    batches = [
+        [ok(1), ok(2), ok(3), ok(4)],  # looked at one by one, then the usual way
+        [ok(5), ok(6), ok(7), ok(8)],  # the usual way
+        [ok(9), Arrival(query(b"cut"), peer, usual, socket.MSG_TRUNC), ok(10), ok(11)],
+        [ok(12), Arrival(query(b"zero"), port_zero, usual), ok(13), ok(14)],
+        [ok(15), Arrival(query(b"other"), peer, v4("127.0.0.1", "127.0.0.1")), ok(16), ok(17)],
+        [Arrival(query(b"silence"), peer, usual), ok(18), ok(19), ok(20)],  # the usual way
+    ]
+    arrivals = [arrival for batch in batches for arrival in batch]
+    reference_drops: Counter[str] = Counter()
+    reference = Echo()
+    one_packet = UdpEndpoint(server, reference, LINUX, reference_drops)
+    for arrival in arrivals:
+        one_packet.serve(arrival.data, arrival.ancdata, arrival.flags, arrival.peer)
+    reference_replies = replies(client)
+
+    drops: Counter[str] = Counter()
+    handler = Echo()
+    endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, drops, 4)
+    sifted: list[int] = []
+    sift = endpoint._sift
+
+    def counted(count: int, *rest: object) -> object:
+        sifted.append(count)
+        return sift(count, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(endpoint, "_sift", counted)
+    endpoint._recvmmsg = Kernel(arrivals)
+    while endpoint._recvmmsg.queued:
+        endpoint.on_readable()
+    assert len(sifted) == 4  # batches 1, 3, 4 and 5
+    assert handler.calls == reference.calls
+    assert drops == reference_drops == {"truncated": 1, "source_port_zero": 1, "no_reply": 1}
+    assert replies(client) == reference_replies
+    assert len(reference_replies) == len(arrivals) - 3
+
+
+def test_the_usual_way_is_forgotten_with_the_routes(
+    server: socket.socket, client: socket.socket
+) -> None:
+    """When the remembered routes start over, their control messages are written over: a batch
+    the old usual way must not be sent with whatever took its place."""
+    port = client.getsockname()[1]
+    dual = server.family == socket.AF_INET6
+    peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
+    usual = [Arrival(query(b"usual"), peer, v4("127.0.0.53", "127.0.0.53"))] * 8
+    # Each to an address of its own: a reply from the wrong one is seen.
+    addresses = [f"127.1.{index >> 8}.{index & 255}" for index in range(batched._REMEMBERED + 10)]
+    others = [Arrival(query(b"other"), peer, v4(address, address)) for address in addresses]
+    drops: Counter[str] = Counter()
+    endpoint = batched.BatchedUdpEndpoint(server, Echo(), LINUX, drops, 8)
+    endpoint._recvmmsg = Kernel(usual + others + usual)
+    sources: list[str] = []
+    while endpoint._recvmmsg.queued:
+        endpoint.on_readable()
+        sources += [host for _data, host in replies(client)]
+    assert not drops
+    assert sources[:8] == sources[-8:] == ["127.0.0.53"] * 8
+    assert sources[8:-8] == addresses
+
+
 def test_routes_past_the_remembered_ones(server: socket.socket, client: socket.socket) -> None:
     """More distinct control buffers than are remembered (each with its own interface index):
     the memory starts over between batches, and every reply still leaves from its address."""
@@ -287,7 +374,7 @@ def test_routes_past_the_remembered_ones(server: socket.socket, client: socket.s
     count = batched._REMEMBERED + 300
     arrivals = [
         Arrival(
-            str(index).encode(),
+            index.to_bytes(2, "big") + b"%d" % index,
             peer,
             [(socket.IPPROTO_IP, 8, in_pktinfo(index, "127.0.0.53", "127.0.0.53"))],
         )
@@ -301,7 +388,10 @@ def test_routes_past_the_remembered_ones(server: socket.socket, client: socket.s
         endpoint.on_readable()
         received += replies(client)
     assert not drops
-    assert received == [(b"\x7f\0\0\x35:" + arrival.data, "127.0.0.53") for arrival in arrivals]
+    assert received == [
+        (arrival.data[:2] + b"\x7f\0\0\x35:" + arrival.data[2:], "127.0.0.53")
+        for arrival in arrivals
+    ]
 
 
 def test_a_receive_error_is_survived(server: socket.socket, client: socket.socket) -> None:
@@ -319,8 +409,8 @@ def test_a_receive_error_is_survived(server: socket.socket, client: socket.socke
     endpoint._recvmmsg = refused_once
     endpoint.on_readable()
     assert [data for data, _host in replies(client)] == [
-        b"\x7f\0\0\x01:first",
-        b"\x7f\0\0\x35:alias",
+        echoed(b"\x7f\0\0\x01", b"first"),
+        echoed(b"\x7f\0\0\x35", b"alias"),
     ]
     assert not drops
 
@@ -349,9 +439,9 @@ def test_many_queries_are_each_answered_once_in_batches(server: socket.socket) -
     try:
         for number in range(40):
             for sock in clients:
-                sock.send(b"%d" % number)
+                sock.send(query(b"%02d" % number))
         expected = {
-            (index, socket.inet_aton(target) + b":%d" % number)
+            (index, echoed(socket.inet_aton(target), b"%02d" % number))
             for index, target in enumerate(targets)
             for number in range(40)
         }
@@ -383,7 +473,7 @@ def test_peers_are_spelled_right_past_the_remembered_hosts(server: socket.socket
         peers.append((f"::ffff:{host}", 1024 + number, 0, 0) if dual else (host, 1024 + number))
     handler = Echo()
     endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, Counter(), 64)
-    endpoint._recvmmsg = Kernel([Arrival(b"silence", peer, []) for peer in peers])
+    endpoint._recvmmsg = Kernel([Arrival(query(b"silence"), peer, []) for peer in peers])
     while endpoint._recvmmsg.queued:
         endpoint.on_readable()
     assert [peer for _data, peer, _local in handler.calls] == peers

@@ -45,14 +45,14 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     client.close()
 
 
-def upper(
-    messages: list[bytes], peers: list[tuple] | None, local: list[bytes]
-) -> list[bytes | None]:
+def upper(bodies: list[bytes], peers: list[tuple] | None, local: list[bytes]) -> list[bytes | None]:
+    """Each message in capitals, but for the first two bytes (an ID: "1:", "2:"), which the
+    connection puts back in front of the reply; no reply to "quiet"."""
     assert peers is not None
     assert {(peer[0], address) for peer, address in zip(peers, local, strict=True)} == {
         ("127.0.0.1", b"\x7f\x00\x00\x01")
     }
-    return [None if message == b"quiet" else message.upper() for message in messages]
+    return [None if body == b"quiet" else body.upper() for body in bodies]
 
 
 def test_pipelined_queries_are_answered_in_order(
@@ -60,9 +60,9 @@ def test_pipelined_queries_are_answered_in_order(
 ) -> None:
     server, client = pair
     connection = TcpConnection(server, upper, now=0.0)
-    client.sendall(frame(b"first") + frame(b"quiet") + frame(b"second"))
+    client.sendall(frame(b"1:first") + frame(b"2:quiet") + frame(b"3:second"))
     connection.on_readable(now=1.0)
-    assert client.recv(100) == frame(b"FIRST") + frame(b"SECOND")
+    assert client.recv(100) == frame(b"1:FIRST") + frame(b"3:SECOND")
     assert connection.last_activity == 1.0
     assert not connection.closed
 
@@ -70,11 +70,11 @@ def test_pipelined_queries_are_answered_in_order(
 def test_peer_close_closes_after_the_replies(pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = pair
     connection = TcpConnection(server, upper, now=0.0)
-    client.sendall(frame(b"bye"))
+    client.sendall(frame(b"1:bye"))
     client.shutdown(socket.SHUT_WR)
     connection.on_readable(now=1.0)
     connection.on_readable(now=1.0)
-    assert client.recv(100) == frame(b"BYE")
+    assert client.recv(100) == frame(b"1:BYE")
     assert connection.closed
 
 
@@ -83,10 +83,10 @@ def test_zero_length_prefix_closes_the_connection_after_earlier_replies(
 ) -> None:
     server, client = pair
     connection = TcpConnection(server, upper, now=0.0)
-    client.sendall(frame(b"first") + b"\x00\x00" + frame(b"second"))
+    client.sendall(frame(b"1:first") + b"\x00\x00" + frame(b"2:second"))
     connection.on_readable(now=1.0)
     assert connection.closed
-    assert client.recv(100) == frame(b"FIRST")
+    assert client.recv(100) == frame(b"1:FIRST")
     assert client.recv(100) == b""
 
 

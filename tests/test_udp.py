@@ -63,9 +63,10 @@ def endpoints(request: pytest.FixtureRequest) -> Iterator[list[Endpoint]]:
         endpoint.sock.close()
 
 
-def echo(wires: list[bytes], peers: list[tuple] | None, local: list[bytes]) -> list[bytes | None]:
-    """Replies with the local address it was told, so tests see what the handler saw."""
-    return [address + b":" + data for data, address in zip(wires, local, strict=True)]
+def echo(bodies: list[bytes], peers: list[tuple] | None, local: list[bytes]) -> list[bytes | None]:
+    """Replies with the local address it was told, so tests see what the handler saw; the
+    network layer puts the query's first two bytes in front."""
+    return [address + b":" + body for body, address in zip(bodies, local, strict=True)]
 
 
 def serve_one(
@@ -104,7 +105,7 @@ def test_reply_leaves_from_the_queried_address(
     with client(server, port, source) as sock:
         sock.send(b"hello")
         serve_one(endpoints, drops, make_endpoint)
-        assert sock.recv(100) == ipaddress.ip_address(server).packed + b":hello"
+        assert sock.recv(100) == b"he" + ipaddress.ip_address(server).packed + b":llo"
     assert not drops
 
 
@@ -116,10 +117,10 @@ def test_the_largest_datagram_arrives_whole(
     sizes: list[int] = []
 
     def measure(
-        wires: list[bytes], peers: list[tuple] | None, local: list[bytes]
+        bodies: list[bytes], peers: list[tuple] | None, local: list[bytes]
     ) -> list[bytes | None]:
-        sizes.extend(map(len, wires))
-        return [b"ok"] * len(wires)
+        sizes.extend(map(len, bodies))
+        return [b"ok"] * len(bodies)
 
     port = endpoints[0].sock.getsockname()[1]
     with client("127.0.0.1", port, "127.0.0.1") as sock:
@@ -127,8 +128,8 @@ def test_the_largest_datagram_arrives_whole(
         readable, _, _ = select.select([e.sock for e in endpoints], [], [], 2.0)
         assert readable, "the query never arrived"
         make_endpoint(readable[0], measure, drops).on_readable()
-        assert sock.recv(100) == b"ok"
-    assert sizes == [65507]
+        assert sock.recv(100) == b"qqok"
+    assert sizes == [65507 - 2]  # handed over less the ID
     assert not drops
 
 
@@ -217,10 +218,11 @@ def test_a_query_that_finds_a_bug_costs_only_itself(caplog: pytest.LogCaptureFix
     handle = server._guarded(Transport.UDP)
     wires = [dns.message.make_query(name, "A").to_wire() for name in ("a.", "boom.", "b.")]
     local = [bytes([127, 0, 0, 1])] * 3
-    replies = handle(wires, None, local)
+    replies = handle([wire[2:] for wire in wires], None, local)
     server.close()
     assert replies[1] is None
-    assert [dns.message.from_wire(reply).rcode() for reply in (replies[0], replies[2])] == [
+    answered = [wires[0][:2] + replies[0], wires[2][:2] + replies[2]]
+    assert [dns.message.from_wire(reply).rcode() for reply in answered] == [
         dns.rcode.REFUSED,
         dns.rcode.REFUSED,
     ]

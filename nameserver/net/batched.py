@@ -6,11 +6,16 @@ syscall and object overhead alone; batching both directions reaches NSD's rate
 peer address, control and data buffers, both ways) is allocated once per socket, in one
 anonymous mapping whose pages the kernel only commits when a datagram touches them, so a 64 KiB
 buffer per slot costs memory only for the bytes that arrive. A reply leaves from its query's slot,
-whose message header already names the peer. A batch's replies are copied into the mapping
+whose message header already names the peer, in two pieces: the query's ID, straight from the
+slot's receive buffer, and the handler's reply. A batch's replies are copied into the mapping
 together (a copy is cheaper than pointing ctypes at ``bytes`` objects) and their iovecs written
-with one ``struct.pack_into``; a slot's control message only when its source changed. The
-interpreter's work per datagram is what costs here: every read or write that can serve a whole
-batch in one call does.
+with one ``struct.pack_into``; a slot's control message only when its source changed.
+
+The interpreter's work per datagram is what costs here, so every read or write that can serve
+a whole batch in one call does. Above all, a batch whose datagrams all went to the address the
+previous such batch went to (a busy resolver asking one address) is recognised by one
+comparison of its control buffers, which are kept zeroed between batches for it: no datagram is
+then looked at one by one except to cut out its bytes.
 
 What to answer and how is not decided here: :class:`BatchedUdpEndpoint` is a
 :class:`~nameserver.net.udp.UdpEndpoint` and runs every datagram through the same decisions;
@@ -73,6 +78,8 @@ _PORT = struct.Struct("!2xH")
 # A reply's iovec: where it starts, how long it is.
 _IOV = struct.Struct("@PN")
 _IOVEC = ctypes.sizeof(IoVec)
+# A reply is sent in two pieces: its query's ID, then what the handler answered.
+_REPLY_IOVECS = 2
 # The peer as the socket module spells it: ports and flow label in network order, the scope id
 # in host order, addresses through inet_ntop (no "%scope" suffix, as Python since 3.7).
 _SOCKADDR_IN = struct.Struct("!2xH4s")
@@ -228,7 +235,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
             "received": batch * _MMSG,
             "sending": batch * _MMSG,
             "iovecs": batch * _IOVEC,
-            "send_iovecs": batch * _IOVEC,
+            "send_iovecs": batch * _REPLY_IOVECS * _IOVEC,
             "names": batch * _NAME_SPACE,
             "controls": batch * ANCILLARY_SPACE,
             "send_controls": (_REMEMBERED + batch) * _SEND_CONTROL_SPACE,
@@ -247,7 +254,6 @@ class BatchedUdpEndpoint(UdpEndpoint):
         received = (MMsgHdr * batch).from_buffer(self._memory, offsets["received"])
         sending = (MMsgHdr * batch).from_buffer(self._memory, offsets["sending"])
         iovecs = (IoVec * batch).from_buffer(self._memory, offsets["iovecs"])
-        send_iovecs = (IoVec * batch).from_buffer(self._memory, offsets["send_iovecs"])
         for slot in range(batch):
             iovecs[slot].iov_base = self._base + offsets["data"] + slot * _DATA_SPACE
             iovecs[slot].iov_len = MAX_DATAGRAM
@@ -263,36 +269,43 @@ class BatchedUdpEndpoint(UdpEndpoint):
             reply = sending[slot].msg_hdr
             reply.msg_name = header.msg_name
             reply.msg_namelen = self._namelen
-            reply.msg_iov = ctypes.addressof(send_iovecs[slot])
-            reply.msg_iovlen = 1
+            reply.msg_iov = self._base + offsets["send_iovecs"] + slot * _REPLY_IOVECS * _IOVEC
+            reply.msg_iovlen = _REPLY_IOVECS
         start = offsets["received"]
-        # The kernel overwrites lengths and flags of the headers it fills; this restores them.
-        self._pristine = self._memory[start : start + batch * _MMSG]
-        # Per slot: where its query's peer address, data and control buffer are, and where its
-        # reply's control message goes. Computed once, so that the hot loop does no arithmetic
-        # to find them. And the formats that read the lengths and flags of the first n
-        # headers or the ports of the first n peers, or write the first n replies' iovecs, in
-        # one call (at index n - 1).
+        # The kernel overwrites lengths and flags of the headers it fills, and leaves in each
+        # control buffer what it wrote; this restores both (controls to zeroes, see the top).
+        self._pristine = memoryview(bytes(self._memory[start : start + batch * _MMSG]))
+        self._zeroes = memoryview(bytes(batch * ANCILLARY_SPACE))
+        self._controls_at = offsets["controls"]
+        # Per slot: where its query's peer address and its query less the ID are, and where
+        # its reply's control message goes. Computed once, so that the hot loop does no
+        # arithmetic to find them. And the formats that read the lengths and flags of the
+        # first n headers or the ports of the first n peers, or write the first n replies'
+        # iovecs, in one call (at index n - 1).
         self._receipts_at = start + _CONTROLLEN_AT
         self._receipts = [_repeated(_RECEIVED, _MMSG, n) for n in range(1, batch + 1)]
         self._ports = [_repeated(_PORT, _NAME_SPACE, n) for n in range(1, batch + 1)]
-        self._slots = [
-            (
-                slot,
-                offsets["names"] + slot * _NAME_SPACE,
-                offsets["data"] + slot * _DATA_SPACE,
-                offsets["controls"] + slot * ANCILLARY_SPACE,
-            )
-            for slot in range(batch)
-        ]
+        self._names_at = [offsets["names"] + slot * _NAME_SPACE for slot in range(batch)]
+        self._bodies_at = [offsets["data"] + slot * _DATA_SPACE + 2 for slot in range(batch)]
         self._send_controls = [
             offsets["sending"] + slot * _MMSG + _CONTROL_AT for slot in range(batch)
         ]
         self._send_iovecs = offsets["send_iovecs"]
         self._send_data = offsets["send_data"]
-        self._iovecs = [_repeated(_IOV, _IOVEC, n) for n in range(1, batch + 1)]
+        self._iovecs = [_repeated(_IOV, _IOVEC, _REPLY_IOVECS * n) for n in range(1, batch + 1)]
+        # Every reply's iovecs, as written: its ID's (where in the query's buffer, 2 bytes),
+        # then its reply's, whose start and length change with every batch.
+        self._iovec_values = list(
+            chain.from_iterable(
+                (self._base + offsets["data"] + slot * _DATA_SPACE, 2, 0, 0)
+                for slot in range(batch)
+            )
+        )
         # The route whose control message each slot's reply header names now.
         self._sources: list[_Known | None] = [None] * batch
+        # The route of the last batch whose datagrams all went one way, and the control
+        # buffers such a batch of any size starts with (each slot's message, then zeroes).
+        self._usual: tuple[bytes, _Known] | None = None
 
     def on_readable(self) -> None:
         """Serve what is queued, one ``recvmmsg`` and one ``sendmmsg`` per batch."""
@@ -313,53 +326,53 @@ class BatchedUdpEndpoint(UdpEndpoint):
     def _serve_batch(self, count: int) -> None:
         """Answer ``count`` received datagrams and send the replies in one ``sendmmsg``.
 
-        The hot loop of the server. A datagram with a remembered route, no flags and a source
-        port is handed on after two slices of the mapping; anything else takes :meth:`_admit`.
-        The handler gets the whole batch in one call, and :meth:`_place` writes the replies;
-        only a batch with a datagram refused, a reply missing or one without a source address
-        to name goes through them one by one to count those.
+        The hot loop of the server. A batch that went the usual way, with no flags and no
+        port 0, is handed on after one comparison; any other is looked at datagram by datagram
+        in :meth:`_sift`. The handler gets the whole batch in one call, and :meth:`_place`
+        writes the replies; only a batch with a datagram refused, a reply missing or one
+        without a source address to name goes through them one by one to count those.
         """
         memory = self._memory
-        routes = self._routes
-        if len(routes) >= _REMEMBERED:
-            routes.clear()
-        wires: list[bytes] = []
-        peers: list[tuple] | None = [] if self.needs_peer else None
-        refused: list[int] = []
-        taken: list[_Known] = []  # the route of each datagram handed on
-        # Datagrams in a row mostly went to one address: comparing the control buffer with the
-        # last one's is cheaper than hashing it.
-        last_raw, last_known = b"", None
         # The lengths and flags of every header and every peer's port, in one call each.
         receipts = self._receipts[count - 1].unpack_from(memory, self._receipts_at)
-        ports = self._ports[count - 1].unpack_from(memory, self._slots[0][1])
-        arrivals = zip(
-            self._slots, receipts[0::3], receipts[1::3], receipts[2::3], ports, strict=False
-        )
-        for (slot, name_at, data_at, control_at), controllen, flags, length, port in arrivals:
-            raw = memory[control_at : control_at + controllen]
-            if raw == last_raw:
-                known = last_known
-            else:
-                known = last_known = routes.get(raw)
-                last_raw = raw
-            # Port 0 is never answered (see _refusal).
-            if known is None or flags or not port:
-                known = self._admit(raw, flags, port)
-                if known is None:
-                    refused.append(slot)
-                    continue
-            wires.append(memory[data_at : data_at + length])
-            taken.append(known)
-            if peers is not None:
-                peers.append(self._peer(memory, name_at))
+        ports = self._ports[count - 1].unpack_from(memory, self._names_at[0])
+        span = count * ANCILLARY_SPACE
+        controls = memory[self._controls_at : self._controls_at + span]
+        usual = self._usual
+        if (
+            usual is not None
+            and usual[0].startswith(controls)
+            and not any(receipts[1::3])
+            and 0 not in ports
+        ):
+            known = usual[1]
+            bodies = [
+                memory[start : start + length - 2]
+                for start, length in zip(self._bodies_at, receipts[2::3], strict=False)
+            ]
+            taken = [known] * count
+            local = [known[0]] * count
+            refused: list[int] = []
+            sourced = True
+        else:
+            bodies, taken, refused = self._sift(count, receipts, ports, controls)
+            local = list(map(_LOCAL, taken))
+            sourced = not refused and all(map(_SOURCE, taken))
+        peers = None
+        if self.needs_peer:
+            peers = [
+                self._peer(memory, at)
+                for slot, at in enumerate(self._names_at[:count])
+                if slot not in refused
+            ]
         start = self._offsets["received"]
         memory[start : start + count * _MMSG] = self._pristine[: count * _MMSG]
-        if not wires:
+        memory[self._controls_at : self._controls_at + span] = self._zeroes[:span]
+        if not bodies:
             return
-        replies = self.handler(wires, peers, list(map(_LOCAL, taken)))
+        replies = self.handler(bodies, peers, local)
         # The usual batch: every datagram handed on and answered, each from a source address.
-        if not refused and all(replies) and all(map(_SOURCE, taken)):
+        if sourced and all(replies):
             self._place(replies, taken)
             self._send(0, count)
             return
@@ -376,18 +389,67 @@ class BatchedUdpEndpoint(UdpEndpoint):
         for first, run in _runs([slot for slot, reply in enumerate(outgoing) if reply]):
             self._send(first, run)
 
+    def _sift(
+        self, count: int, receipts: tuple[int, ...], ports: tuple[int, ...], controls: bytes
+    ) -> tuple[list[bytes], list[_Known], list[int]]:
+        """A batch datagram by datagram: the bytes and route of each one handed on, and the
+        slots of those refused. A datagram with a remembered route, no flags and a source port
+        costs two slices; anything else takes :meth:`_admit`. When all went one way, that is
+        the usual way from now on."""
+        memory = self._memory
+        routes = self._routes
+        if len(routes) >= _REMEMBERED:
+            routes.clear()
+            self._usual = None  # its control message's place is taken by the next one
+        bodies: list[bytes] = []
+        taken: list[_Known] = []
+        refused: list[int] = []
+        # Datagrams in a row mostly went to one address: comparing the control buffer with the
+        # last one's is cheaper than hashing it.
+        last_raw, last_known = b"", None
+        arrivals = zip(
+            range(count),
+            self._bodies_at,
+            receipts[0::3],
+            receipts[1::3],
+            receipts[2::3],
+            ports,
+            strict=False,
+        )
+        for slot, body_at, controllen, flags, length, port in arrivals:
+            offset = slot * ANCILLARY_SPACE
+            raw = controls[offset : offset + controllen]
+            # A route just found unknown is looked up again: it may have been learned since.
+            if raw != last_raw or last_known is None:
+                last_known = routes.get(raw)
+                last_raw = raw
+            known = last_known
+            # Port 0 is never answered (see _refusal).
+            if known is None or flags or not port:
+                known = self._admit(raw, flags, port)
+                if known is None:
+                    refused.append(slot)
+                    continue
+            bodies.append(memory[body_at : body_at + length - 2])
+            taken.append(known)
+        # Every datagram handed on, all by one route that names a source address.
+        if last_known is not None and last_known[1] and taken.count(last_known) == count:
+            self._usual = (last_raw.ljust(ANCILLARY_SPACE, b"\0") * self._batch, last_known)
+        return bodies, taken, refused
+
     def _place(self, replies: list[bytes], routes: list[_Known] | list[_Known | None]) -> None:
         """Write the reply of each slot from the first (``b""``: none) in one copy and their
         iovecs in one call, and the control message of each slot's route (``None``: none)
         where it differs from the one the slot's header names already."""
         memory = self._memory
+        count = len(replies)
         blob = b"".join(replies)
         memory[self._send_data : self._send_data + len(blob)] = blob
         sizes = list(map(len, replies))
-        # One start more than there are replies: where the last one ends.
-        starts = accumulate(sizes, initial=self._base + self._send_data)
-        iovecs = chain.from_iterable(zip(starts, sizes, strict=False))
-        self._iovecs[len(replies) - 1].pack_into(memory, self._send_iovecs, *iovecs)
+        values = self._iovec_values
+        values[2 : 4 * count : 4] = accumulate(sizes[:-1], initial=self._base + self._send_data)
+        values[3 : 4 * count : 4] = sizes
+        self._iovecs[count - 1].pack_into(memory, self._send_iovecs, *values[: 4 * count])
         sources = self._sources
         if sources[: len(routes)] == routes:
             return
@@ -410,7 +472,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
             number = ctypes.get_errno()
             if sent < 0 and number == errno.EINTR:
                 continue
-            peer = self._peer(self._memory, self._slots[slot][1])
+            peer = self._peer(self._memory, self._names_at[slot])
             self.send_failed(number, os.strerror(number), peer)
             done += 1
 

@@ -88,9 +88,11 @@ class TcpConnection:
         messages = self._framer.feed(data)
         if messages:
             count = len(messages)
-            for reply in self.handler(messages, [self.peer] * count, [self.local] * count):
+            bodies = [message[2:] for message in messages]
+            replies = self.handler(bodies, [self.peer] * count, [self.local] * count)
+            for message, reply in zip(messages, replies, strict=True):
                 if reply is not None:
-                    self._output += frame(reply)
+                    self._output += frame(message[:2] + reply)
         # After a zero length prefix nothing more can be read as DNS: answer what came before
         # it, then close, as at the client's end of stream.
         if not data or self._framer.broken:

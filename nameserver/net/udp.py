@@ -94,11 +94,11 @@ class UdpEndpoint:
         if not self.admit(route, flags, peer[1]):
             return
         peers = [peer] if self.needs_peer else None
-        reply = self.handler([data], peers, [route.local])[0]
+        reply = self.handler([data[2:]], peers, [route.local])[0]
         if not self.replying(reply, route.destination is not None):
             return
         try:
-            self.sock.sendmsg([reply], route.control, 0, peer)
+            self.sock.sendmsg([data[:2], reply], route.control, 0, peer)
         except OSError as error:
             self.send_failed(error.errno, str(error), peer)
 

@@ -286,6 +286,19 @@ def test_batched_loop_behaves_like_the_one_packet_loop(
     assert replies(client) == reference_replies == expected_replies(server)
 
 
+def sifts(endpoint: batched.BatchedUdpEndpoint, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches ``endpoint`` looks at datagram by datagram, as it does them."""
+    sifted: list[int] = []
+    sift = endpoint._sift
+
+    def counted(count: int, *rest: object) -> object:
+        sifted.append(count)
+        return sift(count, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(endpoint, "_sift", counted)
+    return sifted
+
+
 def test_a_batch_the_usual_way_is_served_alike(
     server: socket.socket, client: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,14 +333,7 @@ def test_a_batch_the_usual_way_is_served_alike(
     drops: Counter[str] = Counter()
     handler = Echo()
     endpoint = batched.BatchedUdpEndpoint(server, handler, LINUX, drops, 4)
-    sifted: list[int] = []
-    sift = endpoint._sift
-
-    def counted(count: int, *rest: object) -> object:
-        sifted.append(count)
-        return sift(count, *rest)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(endpoint, "_sift", counted)
+    sifted = sifts(endpoint, monkeypatch)
     endpoint._recvmmsg = Kernel(arrivals)
     while endpoint._recvmmsg.queued:
         endpoint.on_readable()
@@ -336,6 +342,25 @@ def test_a_batch_the_usual_way_is_served_alike(
     assert drops == reference_drops == {"truncated": 1, "source_port_zero": 1, "no_reply": 1}
     assert replies(client) == reference_replies
     assert len(reference_replies) == len(arrivals) - 3
+
+
+def test_a_socket_bound_to_one_address_goes_the_usual_way(
+    client: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No control messages at all (none asked for) is a route like any other there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bound:
+        bound.bind(("127.0.0.1", 0))
+        drops: Counter[str] = Counter()
+        endpoint = batched.BatchedUdpEndpoint(bound, Echo(), LINUX, drops, 4)
+        sifted = sifts(endpoint, monkeypatch)
+        peer = client.getsockname()
+        words = [b"n%d" % number for number in range(12)]
+        endpoint._recvmmsg = Kernel([Arrival(query(word), peer, []) for word in words])
+        while endpoint._recvmmsg.queued:
+            endpoint.on_readable()
+    assert sifted == [4]
+    assert not drops
+    assert replies(client) == [(echoed(b"\x7f\0\0\x01", word), "127.0.0.1") for word in words]
 
 
 def test_the_usual_way_is_forgotten_with_the_routes(

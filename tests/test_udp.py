@@ -133,6 +133,29 @@ def test_the_largest_datagram_arrives_whole(
     assert not drops
 
 
+@pytest.mark.parametrize("address", ["127.0.0.53", "::1"])
+def test_a_socket_bound_to_one_address_misses_no_source(
+    make_endpoint: MakeEndpoint, address: str
+) -> None:
+    """Its replies leave from the address it is bound to, with no source address named and
+    none counted as missing (the kernel reports no destination there, nor is asked to)."""
+    drops: Counter[str] = Counter()
+    opened = open_endpoints((address,), free_port(), False, LINUX)
+    try:
+        udp = [endpoint for endpoint in opened if endpoint.sock.type == socket.SOCK_DGRAM]
+        source = "::1" if ":" in address else "127.0.0.1"
+        with client(address, udp[0].sock.getsockname()[1], source) as sock:
+            for number in range(3):
+                sock.send(b"q%d" % number)
+            serve_one(udp, drops, make_endpoint)
+            for number in range(3):
+                assert sock.recv(100) == b"q%d" % number + pktinfo.packed_address(address) + b":"
+    finally:
+        for endpoint in opened:
+            endpoint.sock.close()
+    assert not drops
+
+
 def test_a_plain_send_from_the_wildcard_would_be_rejected(endpoints: list[Endpoint]) -> None:
     """The control case: without a source address the reply comes from 127.0.0.1 and the
     client never sees it. This is what the tests above would catch."""

@@ -101,8 +101,9 @@ _REMEMBERED = 1024
 _REMEMBERED_HOSTS = 4096
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 # What a datagram's route comes to in the hot loop: the local address the handler is told,
-# where the reply's control message is in the mapping and its length (0 and 0: no source
-# address to name), and the route itself.
+# where the reply's control message is in the mapping and its length (0 and 0: a wildcard
+# socket's reply with no source address to name; a length of 0 alone: a socket bound to one
+# address, whose replies leave from it), and the route itself.
 _Known = tuple[bytes, int, int, Route]
 _LOCAL = itemgetter(0)
 _SOURCE = itemgetter(1)
@@ -371,7 +372,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
         if not bodies:
             return
         replies = self.handler(bodies, peers, local)
-        # The usual batch: every datagram handed on and answered, each from a source address.
+        # The usual batch: every datagram handed on and answered, each from its address.
         if sourced and all(replies):
             self._place(replies, taken)
             self._send(0, count)
@@ -432,7 +433,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
                     continue
             bodies.append(memory[body_at : body_at + length - 2])
             taken.append(known)
-        # Every datagram handed on, all by one route that names a source address.
+        # Every datagram handed on, all by one route that answers from the address queried.
         if last_known is not None and last_known[1] and taken.count(last_known) == count:
             self._usual = (last_raw.ljust(ANCILLARY_SPACE, b"\0") * self._batch, last_known)
         return bodies, taken, refused
@@ -484,16 +485,22 @@ class BatchedUdpEndpoint(UdpEndpoint):
         known = self._routes.get(raw)
         if known is None or flags & MSG_CTRUNC:
             route = self.route(unpack_control(raw), flags)
-            if route.destination is None or route.refusal is not None:
-                # No source to name: answered without one if at all, or refused below.
-                known = (route.local, 0, 0, route)
-            else:
+            # Remembered when every datagram with this control buffer is answered alike: not
+            # when refused (each is counted), cut short, or without a source address to name
+            # that a wildcard socket would need.
+            if (
+                route.refusal is None
+                and not flags & MSG_CTRUNC
+                and (route.destination is not None or self.bound_to_one)
+            ):
                 known = self._remember(raw, route)
+            else:
+                known = (route.local, 0, 0, route)
         return known if self.admit(known[3], flags, port) else None
 
     def _remember(self, raw: bytes, route: Route) -> _Known:
         """Write the route's control message into the mapping and remember both for ``raw``;
-        a host has few addresses and interfaces (``_serve_batch`` starts over when many)."""
+        a host has few addresses and interfaces (``_sift`` starts over when many)."""
         packed = pack_control(route.control)
         start = self._offsets["send_controls"] + len(self._routes) * _SEND_CONTROL_SPACE
         self._memory[start : start + len(packed)] = packed

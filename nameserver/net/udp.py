@@ -75,6 +75,9 @@ class UdpEndpoint:
         self.needs_peer = needs_peer
         # Where a datagram went when the kernel does not say: the address the socket is bound to.
         self._bound = pktinfo.packed_address(sock.getsockname()[0])
+        # A socket bound to one address replies from it: it has no source address to name, and
+        # none is missing.
+        self.bound_to_one = any(self._bound)
 
     def on_readable(self) -> None:
         """Serve the datagrams already queued, up to a burst."""
@@ -123,11 +126,12 @@ class UdpEndpoint:
 
     def replying(self, reply: bytes | None, sourced: bool) -> bool:
         """Whether the handler's ``reply`` is sent, counting the ones that are not and the
-        ones that leave without a source address (``sourced``: the route names one)."""
+        ones that leave a wildcard socket without a source address (``sourced``: the route
+        names one)."""
         if reply is None:
             self.drops["no_reply"] += 1
             return False
-        if not sourced:
+        if not sourced and not self.bound_to_one:
             self.drops["pktinfo_missing"] += 1
         return True
 

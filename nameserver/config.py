@@ -343,11 +343,10 @@ class ServerSettings:
     user: str | None = field(default=None, metadata={"parse": _user})
     group: str | None = field(default=None, metadata={"parse": _group})
     # Datagrams per recvmmsg/sendmmsg call on Linux; 1 is the portable recvmsg/sendmsg loop.
-    # A reply waits for its whole batch to be answered: 32 cache hits take about a quarter of
-    # a millisecond, and a client with a window of queries in flight (a resolver, dnsperf)
-    # gets its replies in smaller waves and refills the queue sooner. Per query, 32 and 64
-    # cost the same (bench/README.md, "Batch size").
-    udp_batch: int = field(default=32, metadata={"parse": _udp_batch})
+    # A reply waits for its whole batch to be answered (64 cache hits: about a third of a
+    # millisecond); a batch also costs the interpreter about as much as 10 queries, which a
+    # bigger one shares among more (bench/README.md, "Batch size").
+    udp_batch: int = field(default=64, metadata={"parse": _udp_batch})
     # Compiled zones kept across restarts, so an unchanged zone file is not compiled again.
     cache_dir: pathlib.Path | None = field(
         default_factory=_environment_cache_dir, metadata={"parse": _cache_dir}

@@ -240,7 +240,7 @@ def test_workers_auto_is_one_per_usable_cpu(folder: Path) -> None:
     assert config.server.workers == len(os.sched_getaffinity(0))
 
 
-def test_udp_batch_is_read_and_defaults_to_32(folder: Path) -> None:
-    assert load_config(write(folder, ZONES)).server.udp_batch == 32
+def test_udp_batch_is_read_and_defaults_to_64(folder: Path) -> None:
+    assert load_config(write(folder, ZONES)).server.udp_batch == 64
     config = load_config(write(folder, "server:\n  udp_batch: 1\n" + ZONES))
     assert config.server.udp_batch == 1

@@ -439,9 +439,10 @@ class BatchedUdpEndpoint(UdpEndpoint):
         return bodies, taken, refused
 
     def _place(self, replies: list[bytes], routes: list[_Known] | list[_Known | None]) -> None:
-        """Write the reply of each slot from the first (``b""``: none) in one copy and their
-        iovecs in one call, and the control message of each slot's route (``None``: none)
-        where it differs from the one the slot's header names already."""
+        """Write the reply of each slot from the first (``b""``: none) in one copy and the
+        iovecs of all (each slot's query ID, then its reply) in one call, and the control
+        message of each slot's route (``None``: none) where it differs from the one the slot's
+        header names already."""
         memory = self._memory
         count = len(replies)
         blob = b"".join(replies)

@@ -1,7 +1,8 @@
 """Datagrams in and out of one UDP socket, each reply from the address its query was sent to.
 
-The handler turns query bytes into reply bytes; this module only decides whether a datagram is
-worth answering and how the reply leaves. Nothing on this path may raise into the loop: every
+The handler turns query bytes into reply bytes, both less the ID, which the reply gets from its
+query here; this module only decides whether a datagram is worth answering and how the reply
+leaves. Nothing on this path may raise into the loop: every
 kind of failure is counted and the next datagram is served.
 
 :class:`UdpEndpoint` moves one datagram per ``recvmsg``/``sendmsg`` and runs everywhere. Its

@@ -108,8 +108,8 @@ class Responder:
         for both where nothing is sent.
 
         A query asked before with the same bytes (the server's most frequent case) costs one
-        probe here, made for the whole batch in C, and no object: its reply and facts are the
-        cache entry's. A response or a runt never matches a stored key.
+        probe here, made for the whole batch in C, and no object of its own: its reply and
+        facts are the cache entry's. A response or a runt never matches a stored key.
         """
         cache = self._caches[transport]
         found = list(map(cache.exact.get, bodies))

@@ -2,8 +2,8 @@
 
 The handler turns query bytes into reply bytes, both less the ID, which the reply gets from its
 query here; this module only decides whether a datagram is worth answering and how the reply
-leaves. Nothing on this path may raise into the loop: every
-kind of failure is counted and the next datagram is served.
+leaves. Nothing on this path may raise into the loop: every kind of failure is counted and the
+next datagram is served.
 
 :class:`UdpEndpoint` moves one datagram per ``recvmsg``/``sendmsg`` and runs everywhere. Its
 per-datagram decisions (:meth:`~UdpEndpoint.route`, :meth:`~UdpEndpoint.admit`,

@@ -255,11 +255,14 @@ class BatchedUdpEndpoint(UdpEndpoint):
         received = (MMsgHdr * batch).from_buffer(self._memory, offsets["received"])
         sending = (MMsgHdr * batch).from_buffer(self._memory, offsets["sending"])
         iovecs = (IoVec * batch).from_buffer(self._memory, offsets["iovecs"])
+        # Where each slot's query and its peer's address are in the mapping.
+        data_at = [offsets["data"] + slot * _DATA_SPACE for slot in range(batch)]
+        self._names_at = [offsets["names"] + slot * _NAME_SPACE for slot in range(batch)]
         for slot in range(batch):
-            iovecs[slot].iov_base = self._base + offsets["data"] + slot * _DATA_SPACE
+            iovecs[slot].iov_base = self._base + data_at[slot]
             iovecs[slot].iov_len = MAX_DATAGRAM
             header = received[slot].msg_hdr
-            header.msg_name = self._base + offsets["names"] + slot * _NAME_SPACE
+            header.msg_name = self._base + self._names_at[slot]
             header.msg_namelen = _NAME_SPACE
             header.msg_iov = ctypes.addressof(iovecs[slot])
             header.msg_iovlen = 1
@@ -278,16 +281,15 @@ class BatchedUdpEndpoint(UdpEndpoint):
         self._pristine = memoryview(bytes(self._memory[start : start + batch * _MMSG]))
         self._zeroes = memoryview(bytes(batch * ANCILLARY_SPACE))
         self._controls_at = offsets["controls"]
-        # Per slot: where its query's peer address and its query less the ID are, and where
-        # its reply's control message goes. Computed once, so that the hot loop does no
+        # Per slot: where its query less the ID is, and where its reply's control message
+        # goes. Computed once, so that the hot loop does no
         # arithmetic to find them. And the formats that read the lengths and flags of the
         # first n headers or the ports of the first n peers, or write the first n replies'
         # iovecs, in one call (at index n - 1).
         self._receipts_at = start + _CONTROLLEN_AT
         self._receipts = [_repeated(_RECEIVED, _MMSG, n) for n in range(1, batch + 1)]
         self._ports = [_repeated(_PORT, _NAME_SPACE, n) for n in range(1, batch + 1)]
-        self._names_at = [offsets["names"] + slot * _NAME_SPACE for slot in range(batch)]
-        self._bodies_at = [offsets["data"] + slot * _DATA_SPACE + 2 for slot in range(batch)]
+        self._bodies_at = [at + 2 for at in data_at]
         self._send_controls = [
             offsets["sending"] + slot * _MMSG + _CONTROL_AT for slot in range(batch)
         ]
@@ -296,12 +298,7 @@ class BatchedUdpEndpoint(UdpEndpoint):
         self._iovecs = [_repeated(_IOV, _IOVEC, _REPLY_IOVECS * n) for n in range(1, batch + 1)]
         # Every reply's iovecs, as written: its ID's (where in the query's buffer, 2 bytes),
         # then its reply's, whose start and length change with every batch.
-        self._iovec_values = list(
-            chain.from_iterable(
-                (self._base + offsets["data"] + slot * _DATA_SPACE, 2, 0, 0)
-                for slot in range(batch)
-            )
-        )
+        self._iovec_values = list(chain.from_iterable((self._base + at, 2, 0, 0) for at in data_at))
         # The route whose control message each slot's reply header names now.
         self._sources: list[_Known | None] = [None] * batch
         # The route of the last batch whose datagrams all went one way, and the control

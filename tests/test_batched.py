@@ -189,12 +189,19 @@ def v4(spec_dst: str, addr: str) -> pktinfo.AncData:
     return [(socket.IPPROTO_IP, 8, in_pktinfo(1, spec_dst, addr))]
 
 
+def seen_from(server: socket.socket, client: socket.socket) -> tuple:
+    """The loopback client's address as ``server`` reports it: v4-mapped on a dual-stack socket."""
+    port = client.getsockname()[1]
+    if server.family == socket.AF_INET6:
+        return ("::ffff:127.0.0.1", port, 0, 0)
+    return ("127.0.0.1", port)
+
+
 def scenario(server: socket.socket, client: socket.socket) -> list[Arrival]:
     """Every kind of datagram: answered, refused for each reason, and a reply whose source
     address is gone in the middle of the batch, with answered ones after it."""
-    port = client.getsockname()[1]
     dual = server.family == socket.AF_INET6
-    peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
+    peer = seen_from(server, client)
     port_zero = (peer[0], 0, *peer[2:])
     arrivals = [
         Arrival(query(b"first"), peer, v4("127.0.0.1", "127.0.0.1")),
@@ -305,9 +312,7 @@ def test_a_batch_the_usual_way_is_served_alike(
     """Once a batch went all one way, the next that does is served without looking at its
     datagrams one by one; one with a cut datagram, port 0 or another address still is, and
     a missing reply is still counted. Replies and drops are the one-packet loop's."""
-    port = client.getsockname()[1]
-    dual = server.family == socket.AF_INET6
-    peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
+    peer = seen_from(server, client)
     port_zero = (peer[0], 0, *peer[2:])
     usual = v4("127.0.0.53", "127.0.0.53")
 
@@ -368,9 +373,7 @@ def test_the_usual_way_is_forgotten_with_the_routes(
 ) -> None:
     """When the remembered routes start over, their control messages are written over: a batch
     the old usual way must not be sent with whatever took its place."""
-    port = client.getsockname()[1]
-    dual = server.family == socket.AF_INET6
-    peer = ("::ffff:127.0.0.1", port, 0, 0) if dual else ("127.0.0.1", port)
+    peer = seen_from(server, client)
     usual = [Arrival(query(b"usual"), peer, v4("127.0.0.53", "127.0.0.53"))] * 8
     # Each to an address of its own: a reply from the wrong one is seen.
     addresses = [f"127.1.{index >> 8}.{index & 255}" for index in range(batched._REMEMBERED + 10)]
@@ -390,12 +393,7 @@ def test_the_usual_way_is_forgotten_with_the_routes(
 def test_routes_past_the_remembered_ones(server: socket.socket, client: socket.socket) -> None:
     """More distinct control buffers than are remembered (each with its own interface index):
     the memory starts over between batches, and every reply still leaves from its address."""
-    port = client.getsockname()[1]
-    peer = (
-        ("::ffff:127.0.0.1", port, 0, 0)
-        if server.family == socket.AF_INET6
-        else ("127.0.0.1", port)
-    )
+    peer = seen_from(server, client)
     count = batched._REMEMBERED + 300
     arrivals = [
         Arrival(
